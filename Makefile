@@ -1,0 +1,43 @@
+# `make demo` and `make test` work on a fresh machine: each creates .venv if
+# missing and installs what it needs (idempotent: a stamp per pyproject hash).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HASH := $(shell sha1sum pyproject.toml | cut -c1-12)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test lint install-serve install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.serve-$(HASH): $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev-$(HASH): $(BIN)/python
+	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $@
+
+install-serve: $(VENV)/.serve-$(HASH)
+install-dev: $(VENV)/.dev-$(HASH)
+
+# Until the streaming pipeline lands, the demo classifies the bundled sample
+# of headlines and reviews with the committed int8 models.
+demo: install-serve
+	@echo "moodwire demo: classifying the bundled sample with the local int8 models (streaming pipeline not built yet)"
+	$(BIN)/python -c "import json,sys; [print(json.loads(l)['text']) for l in open('inference/samples/texts.jsonl')]" \
+		| $(BIN)/moodwire classify --format table
+
+test: install-dev
+	$(BIN)/ruff check inference streams tests
+	$(BIN)/python -m pytest
+
+lint: install-dev
+	$(BIN)/ruff check inference streams tests
+	$(BIN)/ruff format --check inference streams tests
+
+clean:
+	rm -rf $(VENV) runs test-output .pytest_cache

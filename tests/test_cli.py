@@ -1,0 +1,105 @@
+"""The moodwire CLI: classify's input handling, help, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from inference.contract import LABELS
+from streams.classify_io import parse_line
+from streams.cli import main
+
+
+def run(args, stdin=None):
+    return CliRunner().invoke(main, args, input=stdin)
+
+
+def lines(result):
+    return [json.loads(x) for x in result.stdout.splitlines() if x.strip()]
+
+
+def test_classify_arguments():
+    r = run(["classify", "Great product, works perfectly", "Il servizio è stato pessimo"])
+    assert r.exit_code == 0, r.output
+    out = lines(r)
+    assert len(out) == 2
+    for o in out:
+        assert set(o) >= {"text", "sentiment", "sentiment_scores", "topic", "topic_scores", "model_versions"}
+        assert o["sentiment"] in LABELS["sentiment"] and o["topic"] in LABELS["topic"]
+        assert set(o["model_versions"]) == {"sentiment", "topic"}
+
+
+def test_classify_stdin_with_empty_lines_and_long_and_foreign_texts():
+    text = "Markets fell sharply today\n\n" + "long " * 1_000_000 + "\n这家餐厅的服务太差了\n   \n"
+    r = run(["classify", "--no-text"], stdin=text)
+    assert r.exit_code == 1  # some lines were errors
+    out = lines(r)
+    assert [o.get("line") for o in out] == [1, 2, 3, 4, 5]
+    assert out[1] == {"line": 2, "error": "empty text"}
+    assert out[4] == {"line": 5, "error": "empty text"}
+    assert out[2]["topic"] in LABELS["topic"] and "text" not in out[2]
+    assert out[3]["sentiment"] in LABELS["sentiment"]
+
+
+def test_classify_jsonl_bad_lines_get_error_objects():
+    stdin = "\n".join(
+        [
+            json.dumps({"id": "a1", "text": "Team wins the league title"}),
+            "{not json",
+            json.dumps({"title": "no text here"}),
+            json.dumps(["a", "list"]),
+            json.dumps({"text": ""}),
+            json.dumps({"id": 7, "text": "Awful update, the app keeps crashing"}),
+        ]
+    )
+    r = run(["classify", "--jsonl"], stdin=stdin)
+    assert r.exit_code == 1
+    out = lines(r)
+    assert len(out) == 6
+    assert out[0]["id"] == "a1" and out[0]["sentiment"] in LABELS["sentiment"]
+    assert out[1]["error"].startswith("invalid JSON")
+    assert out[2]["error"] == 'missing "text" string'
+    assert out[3]["error"] == "expected a JSON object"
+    assert out[4]["error"] == "empty text"
+    assert out[5]["id"] == 7 and "sentiment" in out[5]
+
+
+def test_classify_all_good_exits_zero_and_table_format():
+    r = run(["classify", "--format", "table"], stdin="Stocks rally\nNew phone launched\n")
+    assert r.exit_code == 0, r.output
+    assert "Stocks rally" in r.output and "sentiment" in r.output
+
+
+def test_parse_line_plain_and_jsonl():
+    assert parse_line(3, "hello\n", jsonl=False) == {"line": 3, "text": "hello"}
+    assert parse_line(1, '{"text": "x", "id": 1}', jsonl=True) == {"line": 1, "id": 1, "text": "x"}
+
+
+@pytest.mark.parametrize(
+    "cmd", [[], ["train"], ["eval"], ["export"], ["classify"], ["bench"], ["bench", "inference"]]
+)
+def test_help_for_every_command(cmd):
+    r = run([*cmd, "--help"])
+    assert r.exit_code == 0
+    assert "Usage:" in r.output
+
+
+def test_one_line_errors_and_nonzero_exit(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "classify", "--artifacts", str(tmp_path), "x"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("moodwire: error:")
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "bench", "inference", "--batch-sizes", "a,b"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode != 0 and proc.stderr.startswith("moodwire: error:")
+    proc = subprocess.run([sys.executable, "-m", "streams.cli", "export", "topic", "--run", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "no trained model" in proc.stderr
