@@ -18,7 +18,10 @@ $(VENV)/.serve-$(HASH): $(BIN)/python
 	touch $@
 
 $(VENV)/.dev-$(HASH): $(BIN)/python
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e '.[train,triton,dev]'
+	$(BIN)/pip install -q --no-deps nvidia-pytriton==0.7.0
+	# the bundled python-backend stub needs NumPy 1 beside our NumPy 2 (docs/triton.md)
+	$(BIN)/python -c "from inference.triton_server import stub_python_env; stub_python_env()"
 	touch $@
 
 install-serve: $(VENV)/.serve-$(HASH)

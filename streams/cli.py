@@ -11,21 +11,21 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from inference.contract import TASKS
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"moodwire: error: {message}", err=True)
-    sys.exit(code)
+from streams.cli_errors import fail
+from streams.triton_cli import triton as triton_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """moodwire: real-time sentiment and topic analytics for news and reviews."""
+
+
+main.add_command(triton_group)
 
 
 @main.command()
@@ -147,8 +147,10 @@ def _make_runner(backend: str, artifacts: str | None, precision: str) -> Any:
     from inference.artifacts import ArtifactError
     from inference.runner import LocalRunner
 
-    if backend != "local":
-        fail(f"backend {backend!r} is not available in this build")
+    if backend == "triton":
+        from streams.triton_cli import make_triton_runner
+
+        return make_triton_runner(None)  # MOODWIRE_TRITON_URL or 127.0.0.1:8001
     try:
         return LocalRunner(artifacts, precision=precision)
     except (ArtifactError, ValueError) as exc:
@@ -205,7 +207,8 @@ def bench() -> None:
 
 
 @bench.command("inference")
-@click.option("--backend", type=click.Choice(["local", "triton"]), default="local", show_default=True)
+@click.option("--backend", type=click.Choice(["local", "triton"]), default="local", show_default=True,
+              help="triton: starts the bundled server (or uses MOODWIRE_TRITON_URL) and measures local beside it.")
 @click.option("--batch-sizes", default="1,8,32,128", show_default=True)
 @click.option("--seconds", default=3.0, show_default=True, type=click.FloatRange(0.1), help="Time per measurement.")
 @click.option("--artifacts", type=click.Path(file_okay=False), help="Artefact root (default: the committed models).")
@@ -214,13 +217,16 @@ def bench_inference(backend: str, batch_sizes: str, seconds: float, artifacts: s
     """Texts/s and tokens/s per batch size on headline- and review-length texts."""
     from inference.bench import run_local_bench
 
-    if backend != "local":
-        fail(f"backend {backend!r} is not available in this build")
     try:
         sizes = [int(x) for x in batch_sizes.split(",") if x.strip()]
     except ValueError:
         fail(f"--batch-sizes must be comma-separated integers, got {batch_sizes!r}")
-    results = run_local_bench(sizes, seconds, artifacts)
+    if backend == "triton":
+        from streams.triton_cli import run_triton_bench
+
+        results = run_triton_bench(sizes, seconds, artifacts)
+    else:
+        results = run_local_bench(sizes, seconds, artifacts)
     if json_out:
         Path(json_out).write_text(json.dumps(results, indent=2))
 

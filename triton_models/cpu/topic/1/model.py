@@ -1,0 +1,1 @@
+../../sentiment/1/model.py

@@ -1,0 +1,1 @@
+../../../cpu/moodwire/1/model.py

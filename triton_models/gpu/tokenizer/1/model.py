@@ -1,0 +1,1 @@
+../../../cpu/tokenizer/1/model.py
