@@ -17,6 +17,7 @@ import click
 
 from inference.contract import TASKS
 from streams.cli_errors import fail
+from streams.pipeline_cli import broker_command, query_command
 from streams.triton_cli import triton as triton_group
 
 
@@ -26,6 +27,8 @@ def main() -> None:
 
 
 main.add_command(triton_group)
+main.add_command(broker_command)
+main.add_command(query_command)
 
 
 @main.command()
@@ -139,8 +142,12 @@ def export(task: str, run_dir: str | None, out_root: str | None, parity_limit: i
             f"{p['size_bytes'][precision] / 1e6:.1f} MB"
         )
     click.echo(f"int8 macro-F1 loss vs PyTorch: {p['int8_macro_f1_loss']:+.4f}")
-    if p["int8"]["label_agreement"] < 0.99:
-        fail("int8 label agreement is below 99%", code=3)
+    # fp32 must reproduce PyTorch (the export is correct); int8 is judged by
+    # what quantization costs in quality (at most 1 macro-F1 point).
+    if p["fp32"]["label_agreement"] < 0.99:
+        fail("fp32 ONNX label agreement with PyTorch is below 99%: the export is wrong", code=3)
+    if p["int8_macro_f1_loss"] > 0.01:
+        fail("int8 loses more than 1 macro-F1 point against PyTorch", code=3)
 
 
 def _make_runner(backend: str, artifacts: str | None, precision: str) -> Any:

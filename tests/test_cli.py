@@ -80,7 +80,9 @@ def test_parse_line_plain_and_jsonl():
 
 
 @pytest.mark.parametrize(
-    "cmd", [[], ["train"], ["eval"], ["export"], ["classify"], ["bench"], ["bench", "inference"]]
+    "cmd",
+    [[], ["train"], ["eval"], ["export"], ["classify"], ["bench"], ["bench", "inference"],
+     ["triton"], ["triton", "serve"], ["broker"], ["query"]],
 )
 def test_help_for_every_command(cmd):
     r = run([*cmd, "--help"])
