@@ -378,7 +378,9 @@ def write_report(cfg: TrainConfig, ds: Dataset, result: TrainResult, seconds: fl
             "data_notes": ds.notes,
             "history": [asdict(h) for h in result.history],
             "stopped_early": result.stopped_early,
-            "train_seconds": round(seconds, 1),
+            # epochs of earlier (resumed) invocations count too
+            "train_seconds": round(sum(h.seconds for h in result.history), 1),
+            "report_seconds": round(seconds, 1),
             "threads": torch.get_num_threads(),
             "software": {"torch": torch.__version__, "transformers": transformers.__version__},
             "config": asdict(cfg),
