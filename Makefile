@@ -27,12 +27,16 @@ $(VENV)/.dev-$(HASH): $(BIN)/python
 install-serve: $(VENV)/.serve-$(HASH)
 install-dev: $(VENV)/.dev-$(HASH)
 
-# Until the streaming pipeline lands, the demo classifies the bundled sample
-# of headlines and reviews with the committed int8 models.
-demo: install-serve
-	@echo "moodwire demo: classifying the bundled sample with the local int8 models (streaming pipeline not built yet)"
-	$(BIN)/python -c "import json,sys; [print(json.loads(l)['text']) for l in open('inference/samples/texts.jsonl')]" \
-		| $(BIN)/moodwire classify --format table
+$(VENV)/.demo-$(HASH): $(VENV)/.serve-$(HASH)
+	$(BIN)/pip install -q -e '.[triton]'
+	$(BIN)/pip install -q --no-deps nvidia-pytriton==0.7.0
+	$(BIN)/python -c "from inference.triton_server import stub_python_env; stub_python_env()"
+	touch $@
+
+# Broker + Triton + worker on loopback, the sample stream replayed with a
+# negative surge, results queried from ClickHouse.  DEMO_ARGS=--keep-running
+demo: $(VENV)/.demo-$(HASH)
+	$(BIN)/moodwire demo $(DEMO_ARGS)
 
 test: install-dev
 	$(BIN)/ruff check inference streams tests

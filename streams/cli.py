@@ -16,9 +16,13 @@ from typing import Any
 import click
 
 from inference.contract import TASKS
+from streams.bench_pipeline import bench_pipeline_command
 from streams.cli_errors import fail
+from streams.demo import demo_command
 from streams.pipeline_cli import broker_command, query_command
+from streams.produce_cli import produce_command
 from streams.triton_cli import triton as triton_group
+from streams.worker_cli import worker_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +33,9 @@ def main() -> None:
 main.add_command(triton_group)
 main.add_command(broker_command)
 main.add_command(query_command)
+main.add_command(worker_command)
+main.add_command(produce_command)
+main.add_command(demo_command)
 
 
 @main.command()
@@ -211,6 +218,9 @@ def classify(texts: tuple[str, ...], jsonl: bool, fmt: str, no_text: bool, backe
 @main.group()
 def bench() -> None:
     """Benchmarks that print throughput numbers and ratios."""
+
+
+bench.add_command(bench_pipeline_command)
 
 
 @bench.command("inference")

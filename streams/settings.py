@@ -84,10 +84,18 @@ class Settings(BaseSettings):
     batch_max_wait_ms: int = Field(200, ge=1, le=60_000)
 
     # Downstream services
+    runner: Literal["triton", "local"] = Field(
+        "triton", description="Where the worker classifies: Triton (MOODWIRE_TRITON_URL) or in-process ONNX."
+    )
     triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC host:port.")
     clickhouse_dsn: str | None = Field(
         None, description="chdb://<dir> (embedded) or http(s)://user:password@host:port/database."
     )
+
+    # Worker resilience: a failed batch is retried with exponential backoff up to this cap, forever.
+    retry_max_backoff_s: float = Field(5.0, gt=0, le=300)
+    # Test-only fault injection: while this file exists, ClickHouse inserts fail (see store_stage).
+    fault_store_file: Path | None = None
 
     # -- validation ---------------------------------------------------------------------------
 

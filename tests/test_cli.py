@@ -82,7 +82,8 @@ def test_parse_line_plain_and_jsonl():
 @pytest.mark.parametrize(
     "cmd",
     [[], ["train"], ["eval"], ["export"], ["classify"], ["bench"], ["bench", "inference"],
-     ["triton"], ["triton", "serve"], ["broker"], ["query"]],
+     ["triton"], ["triton", "serve"], ["broker"], ["query"], ["worker"], ["produce"], ["demo"],
+     ["bench", "pipeline"]],
 )
 def test_help_for_every_command(cmd):
     r = run([*cmd, "--help"])

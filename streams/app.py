@@ -1,0 +1,56 @@
+"""moodwire's streaming topology, top to bottom: topics, then the two agents.
+
+``text-events`` --classify--> ``scored-events`` (+ ``text-events-dlq``) --store--> ClickHouse ``events``.
+
+Each agent receives a micro-batch (up to MOODWIRE_BATCH_SIZE records or
+MOODWIRE_BATCH_MAX_WAIT_MS) and returns only when its outputs are durable;
+the runtime (:mod:`streams.agents`) then commits the batch's offsets, and
+retries the same batch with backoff when the agent raises.  The work itself
+lives in :mod:`streams.classify_stage` and :mod:`streams.store_stage`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inference.runner import Runner
+from streams.agents import App
+from streams.classify_stage import classify_batch
+from streams.records import H_REASON, H_SOURCE, InRecord, OutRecord
+from streams.settings import Settings
+from streams.stats import WorkerStats
+from streams.store_stage import ClickHouseSink, decode_scored
+
+
+def build_app(settings: Settings, runner: Runner, sink: ClickHouseSink, stats: WorkerStats) -> App:
+    app = App("moodwire", settings)
+
+    # -- topics -----------------------------------------------------------------------------------
+    text_events = settings.topic_input  # producers' JSON events, key = source or entity
+    scored_events = settings.topic_scored  # input + labels (streams.events.scored_event)
+    dead_letters = settings.topic_dlq  # original bytes + reason/detail/source headers
+
+    # -- agents -----------------------------------------------------------------------------------
+    @app.agent(text_events)
+    async def classify(batch: list[InRecord]) -> dict[str, Any]:
+        """Validate, ONE runner request for the valid events, then scored + DLQ records (acked)."""
+        result = await classify_batch(batch, runner)
+        await app.send(dead_letters, result.dlq)
+        await app.send(scored_events, result.scored)
+        stats.add_classified(len(batch), len(result.scored), len(result.dlq))
+        return {"scored": len(result.scored), "dlq": len(result.dlq)}
+
+    @app.agent(scored_events)
+    async def store(batch: list[InRecord]) -> dict[str, Any]:
+        """ONE insert into ClickHouse per batch (ids deduplicate redeliveries)."""
+        decoded = decode_scored(batch)
+        await sink.write(decoded.rows)
+        await app.send(dead_letters, [_undecodable(rec, why) for rec, why in decoded.bad])
+        stats.add_stored(decoded.rows, decoded.input_ts_ms)
+        return {"rows": len(decoded.rows), "bad": len(decoded.bad)}
+
+    return app
+
+
+def _undecodable(rec: InRecord, reason: str) -> OutRecord:
+    return OutRecord(rec.value, rec.key, ((H_REASON, reason.encode()), (H_SOURCE, rec.source.encode())))

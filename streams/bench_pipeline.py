@@ -1,0 +1,203 @@
+"""``moodwire bench pipeline``: sustained throughput, latency at 70% load, RSS over time, vs the model ceiling.
+
+One run, on the embedded stack (tansu + bundled Triton on CPU + a worker
+subprocess), one phase at a time so phases never compete for the cores:
+
+1. ceiling: the Triton path alone - sequential one-request-per-micro-batch
+   calls, exactly what the classify agent does, on the same texts;
+2. sustained: a backlog of events produced as fast as possible; events/s from
+   ``text-events`` to rows visible in ClickHouse (the insert has returned),
+   measured between 10% and 90% of the rows to leave out ramp-up and tail;
+3. latency: events produced at 70% of the sustained rate for ``--minutes``;
+   per-event latency = insert returned - input record timestamp (p50/p99);
+   worker RSS when it became ready and at the end of this phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from streams.cli_errors import fail
+from streams.replay import load_sample
+from streams.settings import Settings, load_settings
+from streams.stats import read_stats
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def events(n: int, tag: str) -> list[bytes]:
+    sample = load_sample()
+    now = int(time.time() * 1000)
+    return [
+        json.dumps({**sample[i % len(sample)], "id": f"bench-{tag}-{i:07d}", "ts": now}).encode()
+        for i in range(n)
+    ]
+
+
+def measure_ceiling(url: str, batch_size: int, seconds: float) -> float:
+    from inference.triton_client import TritonRunner
+
+    texts = [it["text"] for it in load_sample()]
+    batch = [texts[i % len(texts)] for i in range(batch_size)]
+    with TritonRunner(url) as runner:
+        runner.classify(batch)  # warm-up
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            runner.classify(batch)
+            n += len(batch)
+        return n / (time.perf_counter() - t0)
+
+
+def wait_stats(path: Path, cond: Any, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = read_stats(path) or {}
+        if cond(stats):
+            return stats
+        time.sleep(0.1)
+    raise TimeoutError(f"worker stats condition not met within {timeout:.0f}s: {read_stats(path)}")
+
+
+def sustained_rate(settings: Settings, stats_path: Path, n: int) -> float:
+    from streams.produce_cli import produce_lines
+
+    base = (read_stats(stats_path) or {}).get("stored", 0)
+    asyncio.run(produce_lines(settings, events(n, "sustained")))
+    marks: dict[str, float] = {}
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        done = (read_stats(stats_path) or {}).get("stored", 0) - base
+        now = time.monotonic()
+        if "p10" not in marks and done >= 0.1 * n:
+            marks["p10"], marks["n10"] = now, done
+        if done >= 0.9 * n:
+            return (done - marks["n10"]) / (now - marks["p10"])
+        time.sleep(0.05)
+    raise TimeoutError("backlog not stored within 600 s")
+
+
+def latency_phase(settings: Settings, stats_path: Path, rate: float, seconds: float) -> dict[str, Any]:
+    from streams.produce_cli import produce_lines
+
+    before = (read_stats(stats_path) or {}).get("stored", 0)
+    n = int(rate * seconds)
+    asyncio.run(produce_lines(settings, events(n, "latency"), rate=rate))
+    stats = wait_stats(stats_path, lambda s: s.get("stored", 0) >= before + n, 120)
+    lat = stats["latencies_ms"][-n:] if n <= len(stats["latencies_ms"]) else stats["latencies_ms"]
+    return {
+        "rate": rate,
+        "events": n,
+        "p50_ms": percentile(lat, 50),
+        "p99_ms": percentile(lat, 99),
+        "mean_ms": statistics.fmean(lat) if lat else float("nan"),
+        "rss_start": stats["rss_start"],
+        "rss_end": stats["rss"],
+        "elapsed_s": time.time() - stats["started"],
+    }
+
+
+@click.command("pipeline", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--runner", type=click.Choice(["triton", "local"]), default="triton", show_default=True)
+@click.option(
+    "--events", "n_events", default=4000, show_default=True, type=click.IntRange(100), help="Backlog size."
+)
+@click.option(
+    "--minutes", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Latency/soak phase."
+)
+@click.option("--ceiling-seconds", default=10.0, show_default=True, type=click.FloatRange(1))
+@click.option(
+    "--json-out", type=click.Path(dir_okay=False, path_type=Path), help="Also write results as JSON."
+)
+def bench_pipeline_command(
+    runner: str, n_events: int, minutes: float, ceiling_seconds: float, json_out: Path | None
+) -> None:
+    """Pipeline events/s, latency p50/p99 at 70% load, worker RSS, and the ratio to the Triton ceiling."""
+    from streams.broker import EmbeddedBroker, free_port
+
+    data_dir = Path(tempfile.mkdtemp(prefix="moodwire-bench-"))
+    server: Any = None
+    worker: subprocess.Popen[bytes] | None = None
+    results: dict[str, Any] = {"runner": runner}
+    with EmbeddedBroker(port=free_port()) as broker:
+        try:
+            env = {
+                "MOODWIRE_DATA_DIR": str(data_dir),
+                "MOODWIRE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+                "MOODWIRE_RUNNER": runner,
+            }
+            if runner == "triton":
+                from inference.triton_server import TritonServer, free_ports
+
+                server = TritonServer("cpu", None, free_ports()).start()
+                env["MOODWIRE_TRITON_URL"] = server.grpc_url
+            os.environ.update(env)
+            settings = load_settings()
+            if runner == "triton":
+                results["ceiling_eps"] = measure_ceiling(
+                    server.grpc_url, settings.batch_size, ceiling_seconds
+                )
+                click.echo(
+                    f"ceiling (Triton path, batch {settings.batch_size}): {results['ceiling_eps']:.1f} events/s"
+                )
+            log = (data_dir / "worker.log").open("ab")
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "streams.worker_cli", "--log-level", "WARNING"],
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            log.close()
+            stats_path = data_dir / "worker-stats.json"
+            wait_stats(stats_path, lambda s: s.get("status") == "running", 120)
+            results["sustained_eps"] = sustained_rate(settings, stats_path, n_events)
+            click.echo(
+                f"sustained: {results['sustained_eps']:.1f} events/s (text-events -> rows in ClickHouse)"
+            )
+            lat = latency_phase(settings, stats_path, 0.7 * results["sustained_eps"], minutes * 60)
+            results["latency"] = lat
+            click.echo(
+                f"latency at {lat['rate']:.1f} events/s (70%) over {minutes:g} min: "
+                f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms"
+            )
+            click.echo(
+                f"worker RSS: {lat['rss_start'] / 2**20:.0f} MiB at start, {lat['rss_end'] / 2**20:.0f} MiB "
+                f"after {lat['elapsed_s'] / 60:.1f} min"
+            )
+            if "ceiling_eps" in results:
+                results["ratio_to_ceiling"] = results["sustained_eps"] / results["ceiling_eps"]
+                click.echo(f"pipeline / Triton-path ceiling: {results['ratio_to_ceiling']:.1%}")
+        except TimeoutError as exc:
+            fail(f"{exc}; worker log: {data_dir / 'worker.log'}")
+        finally:
+            if worker is not None and worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                try:
+                    worker.wait(30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+            if server is not None:
+                server.stop()
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    bench_pipeline_command()

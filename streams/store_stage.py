@@ -1,0 +1,80 @@
+"""The store stage: a micro-batch of ``scored-events`` records becomes ONE ClickHouse insert.
+
+A sink is a small class with one method, ``write(rows)`` (as in Quix Streams);
+batching, retries and offset commits live once in :mod:`streams.agents`, so the
+sink only has to raise when the batch is not durable.  :func:`decode_scored`
+is pure and tested without ClickHouse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from streams.clickhouse import StorageError, insert_scored
+from streams.records import H_INPUT_TS, InRecord
+
+REQUIRED = ("id", "text", "ts", "sentiment", "sentiment_scores", "topic", "topic_scores", "model_versions")
+
+
+@dataclass
+class DecodedBatch:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    input_ts_ms: list[int] = field(default_factory=list)  # per row, when known: for end-to-end latency
+    bad: list[tuple[InRecord, str]] = field(default_factory=list)
+
+
+def decode_scored(records: Sequence[InRecord]) -> DecodedBatch:
+    """Scored-event JSON to row dicts; anything undecodable is returned in ``bad`` with a reason."""
+    out = DecodedBatch()
+    for rec in records:
+        try:
+            row = json.loads(rec.value)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            out.bad.append((rec, "invalid_scored_json"))
+            continue
+        missing = [k for k in REQUIRED if not isinstance(row, dict) or k not in row]
+        if missing:
+            out.bad.append((rec, f"invalid_scored_event:{missing[0]}"))
+            continue
+        out.rows.append(row)
+        raw_ts = rec.header(H_INPUT_TS)
+        if raw_ts is not None and raw_ts.isdigit():
+            out.input_ts_ms.append(int(raw_ts))
+    return out
+
+
+class ClickHouseSink:
+    """One INSERT per batch into ``events``; raises StorageError when the batch did not land.
+
+    ``fault_file``: fault injection for the outage test only.  While that file
+    exists every write raises StorageError, exactly as a failed insert does
+    (chDB runs in-process and as root here, so nothing outside the worker can
+    make its inserts fail for real).
+    """
+
+    def __init__(self, client: Client, fault_file: Path | None = None) -> None:
+        self.client = client
+        self.fault_file = fault_file
+
+    def _write(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        if self.fault_file is not None and self.fault_file.exists():
+            raise StorageError(f"insert refused: fault injection file {self.fault_file} exists")
+        return insert_scored(self.client, rows)
+
+    async def write(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        # chDB has no async client: the insert runs in a worker thread.
+        return await asyncio.to_thread(self._write, rows)
+
+
+def latencies_ms(input_ts_ms: Sequence[int], now_ms: float | None = None) -> list[float]:
+    """End-to-end latency of each row: from the input record's timestamp to now (rows visible)."""
+    now = time.time() * 1000 if now_ms is None else now_ms
+    return [now - ts for ts in input_ts_ms]

@@ -1,0 +1,148 @@
+"""Start-up and shutdown of the worker: open the runner and ClickHouse, create topics, run the app.
+
+Every dependency is waited for with backoff instead of failing: a worker
+started before Triton, ClickHouse or the broker simply waits for them
+(logging one line per attempt), so ``moodwire worker`` never dies because a
+neighbour is slow to come up.  SIGINT/SIGTERM set the stop event; whatever
+batch is unfinished then is not committed and is delivered again next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from inference.runner import Runner
+from streams.agents import backoff_s
+from streams.app import build_app
+from streams.clickhouse import connect, migrate
+from streams.settings import Settings, redact_dsn
+from streams.stats import WorkerStats
+from streams.store_stage import ClickHouseSink
+
+log = logging.getLogger("moodwire.worker")
+T = TypeVar("T")
+
+
+def make_runner(settings: Settings) -> Runner:
+    if settings.runner == "local":
+        from inference.runner import LocalRunner
+
+        return LocalRunner()
+    from inference.triton_client import RetryPolicy, TritonRunner
+
+    # Short attempts: an outage surfaces quickly as TritonUnavailable and the agent
+    # runtime's own backoff takes over (pausing the stream instead of piling up calls).
+    return TritonRunner(settings.triton_url, RetryPolicy(timeout_s=30, attempts=2, ready_timeout_s=10))
+
+
+async def wait_for(what: str, open_fn: Callable[[], T], stop: asyncio.Event, cap_s: float) -> T | None:
+    """``open_fn()`` in a thread, retried with backoff until it works; None if stopped first."""
+    attempt = 0
+    while not stop.is_set():
+        attempt += 1
+        try:
+            return await asyncio.to_thread(open_fn)
+        except Exception as exc:
+            delay = backoff_s(attempt, cap_s, base_s=0.5)
+            log.warning(
+                "dependency=%s status=waiting attempt=%d backoff_s=%.1f error=%s: %s",
+                what,
+                attempt,
+                delay,
+                type(exc).__name__,
+                " ".join(str(exc).split())[:300],
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+    return None
+
+
+async def ensure_topics(settings: Settings) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [settings.topic_input, settings.topic_scored, settings.topic_dlq]
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            await admin.create_topics(
+                [NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=1) for t in missing]
+            )
+            log.info("topics=created names=%s partitions=%d", ",".join(missing), settings.topic_partitions)
+    finally:
+        await admin.close()
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    cap = settings.retry_max_backoff_s
+    stats = WorkerStats(settings.data_dir / "worker-stats.json")
+    dsn = settings.effective_clickhouse_dsn
+
+    def open_clickhouse() -> Any:
+        client = connect(dsn)
+        migrate(client)
+        return client
+
+    client = await wait_for(f"clickhouse({redact_dsn(dsn)})", open_clickhouse, stop, cap)
+    runner = await wait_for(f"runner({settings.runner})", lambda: make_runner(settings), stop, cap)
+    try:
+        if client is None or runner is None:
+            return
+        await _until(stop, lambda: ensure_topics(settings), "kafka", cap)
+        sink = ClickHouseSink(client, settings.fault_store_file)
+        app = build_app(settings, runner, sink, stats)
+        log.info(
+            "worker=ready runner=%s clickhouse=%s bootstrap=%s batch_size=%d batch_max_wait_ms=%d",
+            settings.runner,
+            redact_dsn(dsn),
+            settings.kafka_bootstrap_servers,
+            settings.batch_size,
+            settings.batch_max_wait_ms,
+        )
+        stats.status = "running"
+        writer = asyncio.create_task(_write_stats(stats, stop))
+        try:
+            await app.run(stop)
+        finally:
+            stats.status = "stopped"
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            stats.write()
+    finally:
+        if runner is not None:
+            runner.close()
+        if client is not None:
+            client.close()
+
+
+async def _until(stop: asyncio.Event, action: Callable[[], Any], what: str, cap: float) -> None:
+    attempt = 0
+    while not stop.is_set():
+        attempt += 1
+        try:
+            await action()
+            return
+        except Exception as exc:
+            delay = backoff_s(attempt, cap, base_s=0.5)
+            log.warning(
+                "dependency=%s status=waiting attempt=%d error=%s: %s", what, attempt, type(exc).__name__, exc
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+
+async def _write_stats(stats: WorkerStats, stop: asyncio.Event, every_s: float = 1.0) -> None:
+    while not stop.is_set():
+        t0 = time.monotonic()
+        with contextlib.suppress(OSError):
+            stats.write()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max(0.0, every_s - (time.monotonic() - t0)))

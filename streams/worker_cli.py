@@ -1,0 +1,62 @@
+"""``moodwire worker``: run the streaming agents (classify, store) until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import click
+
+from streams.cli_errors import fail
+from streams.settings import SettingsError, load_settings
+
+
+@click.command("worker", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--runner",
+    type=click.Choice(["triton", "local"]),
+    help="Where to classify (default: MOODWIRE_RUNNER, else triton at MOODWIRE_TRITON_URL).",
+)
+@click.option("--batch-size", type=click.IntRange(1, 10_000), help="Micro-batch size (MOODWIRE_BATCH_SIZE).")
+@click.option(
+    "--batch-max-wait-ms",
+    type=click.IntRange(1, 60_000),
+    help="Micro-batch wait (MOODWIRE_BATCH_MAX_WAIT_MS).",
+)
+@click.option(
+    "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING"]), default="INFO", show_default=True
+)
+def worker_command(
+    runner: str | None, batch_size: int | None, batch_max_wait_ms: int | None, log_level: str
+) -> None:
+    """Run the classify and store agents: text-events -> Triton -> scored-events -> ClickHouse.
+
+    At-least-once: a batch's offsets are committed only after its outputs are
+    durable; an unavailable Triton or ClickHouse pauses the stream with backoff.
+    """
+    from streams.worker import run_worker
+
+    try:
+        settings = load_settings(runner=runner, batch_size=batch_size, batch_max_wait_ms=batch_max_wait_ms)
+    except SettingsError as exc:
+        fail(str(exc))
+    logging.basicConfig(
+        level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # its rebalance chatter; our lines say what matters
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(main())
+    logging.getLogger("moodwire.worker").info("worker=stopped")
+
+
+if __name__ == "__main__":
+    worker_command()

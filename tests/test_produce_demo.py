@@ -1,0 +1,124 @@
+"""``moodwire produce`` against the real broker, the replay schedule, and a short local-runner demo run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pipeline_harness import read_topic, settings_env, settings_from
+
+from streams.broker import EmbeddedBroker, free_port
+from streams.replay import Surge, load_sample, schedule
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with EmbeddedBroker(port=free_port()) as b:
+        yield b
+
+
+@pytest.mark.parametrize("compression", ["zstd", "none"])
+def test_produce_file_keys_and_original_bytes(broker, tmp_path: Path, compression: str) -> None:
+    env = settings_env(broker.bootstrap_servers, tmp_path, f"produce-{compression}")
+    lines = [
+        json.dumps({"id": "1", "text": "a", "source": "wire"}).encode(),
+        json.dumps({"id": "2", "text": "b", "entities": ["Acme"]}).encode(),
+        b'{"id": "3", "text": "caf\xe9"}',  # invalid UTF-8 is published as-is (the worker rejects it)
+        json.dumps({"id": "4", "text": "c"}).encode(),
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams.produce_cli",
+            str(src),
+            "--compression",
+            compression,
+            "--rate",
+            "200",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"produced 4 events" in result.stdout
+    records = read_topic(settings_from(env), env["MOODWIRE_TOPIC_INPUT"], idle_s=1.0)
+    assert sorted(r.value for r in records) == sorted(lines)
+    keys = {r.value: r.key for r in records}
+    assert [keys[v] for v in lines] == [b"wire", b"Acme", None, None]
+
+
+def test_produce_missing_file_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.produce_cli", str(tmp_path / "nope.jsonl")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0 and result.stderr.count("\n") == 1 and "no such file" in result.stderr
+
+
+def test_sample_and_replay_schedule_has_a_surge() -> None:
+    items = load_sample()
+    assert 300 <= len(items) <= 400
+    assert {it["meta"]["topic_hint"] for it in items} == {
+        "business",
+        "entertainment",
+        "politics",
+        "sport",
+        "tech",
+    }
+    assert {it["kind"] for it in items} == {"news", "review"}
+    assert all(it["entities"] for it in items) and len({it["source"] for it in items}) >= 8
+    surge = Surge("sport", start_s=20, duration_s=20, rate=10)
+    timed = schedule(items, 60, 10, surge, start_ms=0, malformed=())
+    assert [t for t, _ in timed] == sorted(t for t, _ in timed)
+    events = [(t, json.loads(raw)) for t, raw in timed]
+
+    def sport_neg_share(lo: float, hi: float) -> float:
+        sport = [e for t, e in events if lo <= t < hi and e["meta"]["topic_hint"] == "sport"]
+        return sum(e["meta"]["tone_hint"] == "neg" for e in sport) / max(len(sport), 1)
+
+    assert sport_neg_share(20, 40) > sport_neg_share(0, 20) + 0.3
+    assert len({e["id"] for _, e in events}) == len(events)
+    assert len(schedule(items, 60, 10, surge, start_ms=0)) == len(timed) + 3  # + the malformed ones
+
+
+def test_demo_local_runner_short(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams.demo",
+            "--runner",
+            "local",
+            "--duration",
+            "12",
+            "--rate",
+            "10",
+            "--data-dir",
+            str(tmp_path / "demo"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "per-topic results from ClickHouse" in out and "demo finished" in out
+    assert "sport" in out and "tech *" in out
