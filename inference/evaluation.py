@@ -12,9 +12,7 @@ def classification_report(
     """Metrics as plain JSON-able data (rows of the confusion matrix = true label)."""
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-    p, r, f, s = precision_recall_fscore_support(
-        y_true, y_pred, labels=list(labels), zero_division=0
-    )
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(labels), zero_division=0)
     per_class = {
         label: {
             "precision": round(float(p[i]), 4),
@@ -44,9 +42,7 @@ def format_report(title: str, report: dict[str, Any]) -> str:
     ]
     for label in labels:
         c = report["per_class"][label]
-        lines.append(
-            f"{label:{width}}{c['precision']:9.4f}{c['recall']:8.4f}{c['f1']:8.4f}{c['support']:9d}"
-        )
+        lines.append(f"{label:{width}}{c['precision']:9.4f}{c['recall']:8.4f}{c['f1']:8.4f}{c['support']:9d}")
     lines.append("confusion matrix (rows = true, columns = predicted):")
     lines.append(" " * width + " ".join(f"{x[:8]:>8}" for x in labels))
     for label, row in zip(labels, report["confusion_matrix"], strict=True):

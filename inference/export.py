@@ -94,7 +94,9 @@ def quantize_int8(fp32_path: Path, int8_path: Path, num_heads: int, hidden_size:
     stats: dict[str, int] = {}
     source = fp32_path
     try:
-        fused = optimize_model(str(fp32_path), model_type="bert", num_heads=num_heads, hidden_size=hidden_size)
+        fused = optimize_model(
+            str(fp32_path), model_type="bert", num_heads=num_heads, hidden_size=hidden_size
+        )
         stats = {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
         fused.save_model_to_file(str(fused_path))
         source = fused_path
@@ -142,7 +144,11 @@ def export(
     export_onnx(best, fp32)
     fusion = quantize_int8(fp32, int8, model_config["num_attention_heads"], model_config["hidden_size"])
     shutil.copy(best / "tokenizer.json", out / "tokenizer.json")
-    tok_cfg = json.loads((best / "tokenizer_config.json").read_text()) if (best / "tokenizer_config.json").is_file() else {}
+    tok_cfg = (
+        json.loads((best / "tokenizer_config.json").read_text())
+        if (best / "tokenizer_config.json").is_file()
+        else {}
+    )
     pad_id = model_config.get("pad_token_id") or 0
     version = f"{task}-{time.strftime('%Y%m%d')}-{_sha(int8)[:8]}"
     meta = {
@@ -223,7 +229,10 @@ def model_card(meta: dict[str, Any], report: dict[str, Any], parity: dict[str, A
         cfg = report.get("config", {})
         lines += [
             "- Data: "
-            + "; ".join(f"`{s['package']}` {s['version']} ({s['path']}, {s['licence']})" for s in report["data_sources"]),
+            + "; ".join(
+                f"`{s['package']}` {s['version']} ({s['path']}, {s['licence']})"
+                for s in report["data_sources"]
+            ),
             f"- Notes: {' '.join(report.get('data_notes', []))}",
             f"- Splits (seed {report['seed']}): {report['split_sizes']}; the test split was never used for model selection.",
             f"- Training: {report['train_seconds']:.0f} s on {report['threads']} CPU threads; epochs run {len(report['history'])} "
@@ -237,10 +246,21 @@ def model_card(meta: dict[str, Any], report: dict[str, Any], parity: dict[str, A
             "```",
         ]
         if "vader_baseline" in report:
-            lines += ["", "```", format_report("VADER baseline, same split", report["vader_baseline"]), "```",
-                      "", f"Macro-F1 over VADER: {report['macro_f1_over_vader']:+.4f}"]
+            lines += [
+                "",
+                "```",
+                format_report("VADER baseline, same split", report["vader_baseline"]),
+                "```",
+                "",
+                f"Macro-F1 over VADER: {report['macro_f1_over_vader']:+.4f}",
+            ]
         if "test_headline_view" in report:
-            lines += ["", "```", format_report("test, headline + first sentence only", report["test_headline_view"]), "```"]
+            lines += [
+                "",
+                "```",
+                format_report("test, headline + first sentence only", report["test_headline_view"]),
+                "```",
+            ]
     lines += [
         "",
         "## Export parity (test split)",
@@ -252,6 +272,8 @@ def model_card(meta: dict[str, Any], report: dict[str, Any], parity: dict[str, A
     ]
     for precision in ("fp32", "int8"):
         p = parity[precision]
-        lines.append(f"| ONNX {precision} | {p['label_agreement']:.4%} | {p['max_abs_prob_diff']:.4f} | {p['macro_f1']:.4f} |")
+        lines.append(
+            f"| ONNX {precision} | {p['label_agreement']:.4%} | {p['max_abs_prob_diff']:.4f} | {p['macro_f1']:.4f} |"
+        )
     lines += ["", f"int8 macro-F1 loss vs PyTorch: {parity['int8_macro_f1_loss']:+.4f}", ""]
     return "\n".join(lines)

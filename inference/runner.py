@@ -71,8 +71,7 @@ def predictions(probs: np.ndarray, labels: Sequence[str], version: str) -> list[
 
 def combine(results: dict[str, list[Prediction]]) -> list[Classification]:
     return [
-        Classification(sentiment=s, topic=t)
-        for s, t in zip(results[SENTIMENT], results[TOPIC], strict=True)
+        Classification(sentiment=s, topic=t) for s, t in zip(results[SENTIMENT], results[TOPIC], strict=True)
     ]
 
 
@@ -100,9 +99,7 @@ class OnnxClassifier:
         self.tokenizer = BatchTokenizer(artifact.tokenizer_file, artifact.max_length, artifact.pad_id)
         n_out = self.session.get_outputs()[0].shape[-1]
         if isinstance(n_out, int) and n_out != len(artifact.labels):
-            raise ValueError(
-                f"{artifact.task} model has {n_out} outputs but {len(artifact.labels)} labels"
-            )
+            raise ValueError(f"{artifact.task} model has {n_out} outputs but {len(artifact.labels)} labels")
 
     def run_encoded(self, encoded: Sequence[Sequence[int]], max_batch: int) -> np.ndarray:
         probs = np.zeros((len(encoded), len(self.artifact.labels)), dtype=np.float32)

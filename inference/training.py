@@ -137,7 +137,9 @@ def class_weights(labels: Sequence[int], n_classes: int) -> list[float]:
     return (w / w.mean()).tolist()
 
 
-def predict_proba(model: Any, encoded: Sequence[Sequence[int]], pad_id: int, batch_size: int = 64) -> np.ndarray:
+def predict_proba(
+    model: Any, encoded: Sequence[Sequence[int]], pad_id: int, batch_size: int = 64
+) -> np.ndarray:
     """Softmax probabilities for pre-tokenized inputs, batched by length."""
     import torch
 
@@ -205,8 +207,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None, console: Any = None)
         saved = TrainConfig(**json.loads(config_path.read_text()))
         if saved.resume_key() != cfg.resume_key():
             raise ValueError(
-                f"{out} holds a run with a different configuration: use a new --out "
-                "or delete the directory"
+                f"{out} holds a run with a different configuration: use a new --out or delete the directory"
             )
         state = torch.load(ckpt_path, weights_only=False)
     config_path.write_text(json.dumps(asdict(cfg), indent=2))
@@ -292,9 +293,13 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None, console: Any = None)
                 progress.update(bar, advance=1, loss=running / seen)
         val_pred = predict_proba(model, val_ids, pad_id).argmax(-1).tolist()
         score = macro_f1(val_y, val_pred, len(labels))
-        ep = EpochResult(epoch + 1, round(running / max(seen, 1), 4), round(score, 4), round(time.perf_counter() - t0, 1))
+        ep = EpochResult(
+            epoch + 1, round(running / max(seen, 1), 4), round(score, 4), round(time.perf_counter() - t0, 1)
+        )
         history.append(ep)
-        console.print(f"epoch {ep.epoch}: train loss {ep.train_loss:.4f}, val macro-F1 {ep.val_macro_f1:.4f}, {ep.seconds:.0f}s")
+        console.print(
+            f"epoch {ep.epoch}: train loss {ep.train_loss:.4f}, val macro-F1 {ep.val_macro_f1:.4f}, {ep.seconds:.0f}s"
+        )
         if score > best:
             best, bad_epochs = score, 0
             model.save_pretrained(out / "best")
@@ -321,9 +326,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None, console: Any = None)
     return result
 
 
-def test_report(
-    task: str, ds: Dataset, predict: Callable[[list[str]], list[str]]
-) -> dict[str, Any]:
+def test_report(task: str, ds: Dataset, predict: Callable[[list[str]], list[str]]) -> dict[str, Any]:
     """Test-split report for any predictor (PyTorch or ONNX), plus baselines."""
     from inference.datasets import headline_view
     from inference.evaluation import classification_report, vader_labels

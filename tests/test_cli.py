@@ -81,9 +81,23 @@ def test_parse_line_plain_and_jsonl():
 
 @pytest.mark.parametrize(
     "cmd",
-    [[], ["train"], ["eval"], ["export"], ["classify"], ["bench"], ["bench", "inference"],
-     ["triton"], ["triton", "serve"], ["broker"], ["query"], ["worker"], ["produce"], ["demo"],
-     ["bench", "pipeline"]],
+    [
+        [],
+        ["train"],
+        ["eval"],
+        ["export"],
+        ["classify"],
+        ["bench"],
+        ["bench", "inference"],
+        ["triton"],
+        ["triton", "serve"],
+        ["broker"],
+        ["query"],
+        ["worker"],
+        ["produce"],
+        ["demo"],
+        ["bench", "pipeline"],
+    ],
 )
 def test_help_for_every_command(cmd):
     r = run([*cmd, "--help"])
@@ -94,15 +108,20 @@ def test_help_for_every_command(cmd):
 def test_one_line_errors_and_nonzero_exit(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "streams.cli", "classify", "--artifacts", str(tmp_path), "x"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode != 0
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("moodwire: error:")
     proc = subprocess.run(
         [sys.executable, "-m", "streams.cli", "bench", "inference", "--batch-sizes", "a,b"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode != 0 and proc.stderr.startswith("moodwire: error:")
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "export", "topic", "--run", str(tmp_path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "export", "topic", "--run", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and "no trained model" in proc.stderr

@@ -19,7 +19,9 @@ def exported(tiny_run, tmp_path_factory):
     _cfg, ds, result = tiny_run
     sample = ds.test[:40]
     out = tmp_path_factory.mktemp("artifacts")
-    res = export("sentiment", result.best_dir.parent, [e.text for e in sample], [e.label for e in sample], out)
+    res = export(
+        "sentiment", result.best_dir.parent, [e.text for e in sample], [e.label for e in sample], out
+    )
     return out, res
 
 

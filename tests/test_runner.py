@@ -50,7 +50,11 @@ def test_outputs_are_distributions_over_the_contract_labels(runner):
 @pytest.mark.parametrize(
     ("text", "sentiment", "topic"),
     [
-        ("I absolutely love this phone, the camera is fantastic and the battery lasts for days!", "positive", None),
+        (
+            "I absolutely love this phone, the camera is fantastic and the battery lasts for days!",
+            "positive",
+            None,
+        ),
         ("Terrible service, rude staff and my order arrived broken. Never again.", "negative", None),
         ("Striker scores twice as champions win the cup final", None, "sport"),
         ("Shares slump after the bank reports a quarterly loss and cuts its dividend", None, "business"),
