@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
+from pipeline_harness import aggregate_counts, recount_from_events
 
 from streams.clickhouse import (
     MIGRATIONS,
@@ -78,32 +79,6 @@ def scored(
     }
 
 
-def counts(c: Client) -> dict[tuple[str, str, str], tuple[int, int, int, int]]:
-    rows = c.query(
-        "SELECT dim, value, toString(minute), events, negative, neutral, positive FROM minute_counts"
-    ).result_rows
-    return {(r[0], r[1], r[2]): (r[3], r[4], r[5], r[6]) for r in rows}
-
-
-def recount(c: Client) -> dict[tuple[str, str, str], tuple[int, int, int, int]]:
-    """The same numbers computed from scratch from the de-duplicated events table."""
-    exprs = {
-        "topic": "topic",
-        "source": "source",
-        "kind": "kind",
-        "lang": "lang",
-        "entity": "arrayJoin(entities)",
-    }
-    out = {}
-    for dim, expr in exprs.items():
-        rows = c.query(
-            f"SELECT {expr} AS v, toString(toStartOfMinute(ts)), count(), countIf(sentiment = 'negative'), "
-            f"countIf(sentiment = 'neutral'), countIf(sentiment = 'positive') FROM events FINAL GROUP BY v, 2"
-        ).result_rows
-        out.update({(dim, r[0], r[1]): (r[2], r[3], r[4], r[5]) for r in rows})
-    return out
-
-
 def test_migrations_twice_are_a_no_op(client: Client, dsn: str) -> None:
     tables = client.query(
         "SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name"
@@ -142,8 +117,8 @@ def test_duplicate_event_is_one_row_and_counts_do_not_change(fresh: Client) -> N
         for i in range(10)
     ]
     assert insert_scored(fresh, batch) == 10
-    first = counts(fresh)
-    assert first == recount(fresh)
+    first = aggregate_counts(fresh)
+    assert first == recount_from_events(fresh)
     assert first[("topic", "tech", "2026-01-01 12:00:00")] == (5, 2, 3, 0)
     assert first[("entity", "Globex", "2026-01-01 12:01:00")] == (3, 1, 2, 0)
 
@@ -152,11 +127,11 @@ def test_duplicate_event_is_one_row_and_counts_do_not_change(fresh: Client) -> N
     insert_scored(fresh, [batch[3]])
     assert fresh.query("SELECT count() FROM events FINAL").result_rows[0][0] == 10
     assert fresh.query("SELECT count() FROM events_latest").result_rows[0][0] == 10
-    assert counts(fresh) == first  # before any background merge
+    assert aggregate_counts(fresh) == first  # before any background merge
     fresh.command("OPTIMIZE TABLE events FINAL")
     fresh.command("OPTIMIZE TABLE minute_aggregates FINAL")
     assert fresh.query("SELECT count() FROM events").result_rows[0][0] == 10  # physically merged
-    assert counts(fresh) == first == recount(fresh)
+    assert aggregate_counts(fresh) == first == recount_from_events(fresh)
 
 
 def test_rescored_event_keeps_latest_version(fresh: Client) -> None:
@@ -166,7 +141,7 @@ def test_rescored_event_keeps_latest_version(fresh: Client) -> None:
         fresh, [scored(1, sentiment="positive", scored_at=T0 + timedelta(seconds=30))]
     )  # older, late
     assert fresh.query("SELECT sentiment FROM events FINAL").result_rows == [("negative",)]
-    assert counts(fresh)[("topic", "tech", "2026-01-01 12:00:00")][0] == 1
+    assert aggregate_counts(fresh)[("topic", "tech", "2026-01-01 12:00:00")][0] == 1
 
 
 def test_columns_round_trip(fresh: Client) -> None:
