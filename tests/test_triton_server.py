@@ -194,7 +194,7 @@ def test_dynamic_batcher_merges_concurrent_requests(server, runner):
 
 def test_kill_gives_typed_error_within_budget_and_restart_is_picked_up():
     ports = free_ports()
-    policy = RetryPolicy(timeout_s=3, attempts=3, backoff_s=0.2)
+    policy = RetryPolicy(timeout_s=10, attempts=3, backoff_s=0.2)
     texts = mixed_texts(64)
     first = TritonServer("cpu", ARTIFACTS, ports).start()
     second: TritonServer | None = None
