@@ -157,25 +157,12 @@ def predict_proba(
     return np.stack(out) if out else np.zeros((0, 0))
 
 
-def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> float:
-    f1s = []
-    for c in range(n_classes):
-        tp = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t == c and p == c)
-        fp = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t != c and p == c)
-        fn = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t == c and p != c)
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(f1s) / n_classes
-
-
 def load_dataset(cfg: TrainConfig) -> Dataset:
     ds = LOADERS[cfg.task]()
     if cfg.limit:
         ds.train, ds.val, ds.test = ds.train[: cfg.limit], ds.val[: cfg.limit], ds.test[: cfg.limit]
         ds.notes.append(f"smoke run: each split cut to its first {cfg.limit} examples")
     return ds
-
-
-ProgressHook = Callable[[str, int, int, float], None]
 
 
 def train(cfg: TrainConfig, dataset: Dataset | None = None, console: Any = None) -> TrainResult:
@@ -190,6 +177,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None, console: Any = None)
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from sklearn.metrics import f1_score
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers import logging as hf_logging
 
@@ -292,7 +280,9 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None, console: Any = None)
                 seen += len(batch)
                 progress.update(bar, advance=1, loss=running / seen)
         val_pred = predict_proba(model, val_ids, pad_id).argmax(-1).tolist()
-        score = macro_f1(val_y, val_pred, len(labels))
+        score = float(
+            f1_score(val_y, val_pred, labels=list(range(len(labels))), average="macro", zero_division=0)
+        )
         ep = EpochResult(
             epoch + 1, round(running / max(seen, 1), 4), round(score, 4), round(time.perf_counter() - t0, 1)
         )
