@@ -32,6 +32,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from streams.metrics import METRICS, Position
 from streams.records import InRecord, OutRecord
 from streams.settings import Settings
 
@@ -90,6 +91,23 @@ class App:
         self.agents: list[Agent] = []
         self.producer: AIOKafkaProducer | None = None
         self.committed: dict[str, int] = {}  # agent -> records committed (for stats)
+        self._consumers: dict[str, AIOKafkaConsumer] = {}
+        self.ready = asyncio.Event()  # set once the producer is up (App.send works)
+        self._next: dict[tuple[str, str, int], int] = {}  # (agent, topic, partition) -> next offset
+
+    def positions(self) -> list[Position]:
+        """Per agent and assigned partition: next offset to process and the fetch high watermark.
+
+        The high watermark comes from fetch responses (tansu's ListOffsets is
+        wrong, its fetch high watermark is right); -1 until the first fetch.
+        """
+        out: list[Position] = []
+        for name, consumer in self._consumers.items():
+            for tp in sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition)):
+                hw = consumer.highwater(tp)
+                pos = self._next.get((name, tp.topic, tp.partition), -1)
+                out.append((name, tp.topic, tp.partition, pos, -1 if hw is None else hw))
+        return out
 
     # -- topology -------------------------------------------------------------------------------
 
@@ -123,6 +141,7 @@ class App:
             linger_ms=5,
         )
         await self.producer.start()
+        self.ready.set()
         tasks = [asyncio.create_task(self._consume(a, stop), name=f"agent-{a.name}") for a in self.agents]
         try:
             await stop.wait()
@@ -133,6 +152,7 @@ class App:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            self.ready.clear()
             await self.producer.stop()
             self.producer = None
 
@@ -157,12 +177,14 @@ class App:
         s = self.settings
         consumer = self._consumer(agent)
         await self._retry(agent, "start", consumer.start, stop)
+        self._consumers[agent.name] = consumer
         log.info("agent=%s status=started topic=%s group=%s", agent.name, agent.topic, agent.group)
         try:
             while not stop.is_set():
                 batch = await take_batch(consumer, s.batch_size, s.batch_max_wait_ms)
                 if not batch:
                     continue
+                METRICS.batch_size.labels(agent.name).observe(len(batch))
                 t0 = time.perf_counter()
                 fields, attempts = await self._until_done(agent, batch, stop)
                 t1 = time.perf_counter()
@@ -179,6 +201,7 @@ class App:
                     extra,
                 )
         finally:
+            self._consumers.pop(agent.name, None)
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
@@ -193,6 +216,7 @@ class App:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                METRICS.batch_retries.labels(agent.name).inc()
                 delay = backoff_s(attempt, self.settings.retry_max_backoff_s)
                 log.warning(
                     "agent=%s status=retrying records=%d attempt=%d backoff_s=%.2f error=%s: %s",
@@ -224,8 +248,11 @@ class App:
                     raise asyncio.CancelledError from None
 
     async def _commit(self, agent: Agent, consumer: AIOKafkaConsumer, batch: list[InRecord]) -> None:
+        offsets = next_offsets(batch)
         try:
-            await consumer.commit(next_offsets(batch))
+            await consumer.commit(offsets)
+            for tp, offset in offsets.items():
+                self._next[(agent.name, tp.topic, tp.partition)] = offset
         except (CommitFailedError, KafkaError) as exc:
             # The partitions moved to another member (rebalance): it re-reads from the last
             # commit, so this batch is delivered once more - harmless, outputs are idempotent.

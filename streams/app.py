@@ -11,11 +11,13 @@ lives in :mod:`streams.classify_stage` and :mod:`streams.store_stage`.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from inference.runner import Runner
 from streams.agents import App
 from streams.classify_stage import classify_batch
+from streams.metrics import METRICS
 from streams.records import H_REASON, H_SOURCE, InRecord, OutRecord
 from streams.settings import Settings
 from streams.stats import WorkerStats
@@ -38,15 +40,26 @@ def build_app(settings: Settings, runner: Runner, sink: ClickHouseSink, stats: W
         await app.send(dead_letters, result.dlq)
         await app.send(scored_events, result.scored)
         stats.add_classified(len(batch), len(result.scored), len(result.dlq))
+        METRICS.events_consumed.inc(len(batch))
+        METRICS.events_scored.inc(len(result.scored))
+        for reason, n in result.reasons.items():
+            METRICS.events_dlq.labels(reason).inc(n)
+        if result.infer_s is not None:
+            METRICS.inference_seconds.observe(result.infer_s)
         return {"scored": len(result.scored), "dlq": len(result.dlq)}
 
     @app.agent(scored_events)
     async def store(batch: list[InRecord]) -> dict[str, Any]:
         """ONE insert into ClickHouse per batch (ids deduplicate redeliveries)."""
         decoded = decode_scored(batch)
+        t0 = time.perf_counter()
         await sink.write(decoded.rows)
+        METRICS.insert_seconds.observe(time.perf_counter() - t0)
         await app.send(dead_letters, [_undecodable(rec, why) for rec, why in decoded.bad])
         stats.add_stored(decoded.rows, decoded.input_ts_ms)
+        METRICS.events_stored.inc(len(decoded.rows))
+        for _, why in decoded.bad:
+            METRICS.events_dlq.labels(why.partition(":")[0]).inc()
         return {"rows": len(decoded.rows), "bad": len(decoded.bad)}
 
     return app

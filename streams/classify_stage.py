@@ -9,6 +9,7 @@ agent runtime retries the whole batch, so nothing is skipped.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ class ClassifiedBatch:
     scored: list[OutRecord] = field(default_factory=list)
     dlq: list[OutRecord] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
+    infer_s: float | None = None  # the runner call, when there was one
 
 
 def dlq_record(rec: InRecord, rejection: Rejection) -> OutRecord:
@@ -60,7 +62,9 @@ async def classify_batch(records: Sequence[InRecord], runner: Runner) -> Classif
     # Canonical order: the int8 models quantize activations per (length-sorted) sub-batch, so
     # without it a near-tie label could depend on arrival order; now it depends on membership only.
     valid.sort(key=lambda pair: pair[1].id)
+    t0 = time.perf_counter()
     results = await runner.aclassify([event.text for _, event in valid])
+    out.infer_s = time.perf_counter() - t0
     scored_at = datetime.now(UTC)
     for (rec, event), result in zip(valid, results, strict=True):
         body = scored_event(event, result.to_dict(), scored_at)

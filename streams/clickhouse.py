@@ -121,6 +121,37 @@ FROM minute_aggregates
 GROUP BY dim, value, minute""",
         ),
     ),
+    Migration(
+        3,
+        "alerts",
+        (
+            # One row per alert episode (rule + scope value + first_seen); every update of the
+            # episode is a new row with a higher version, so FINAL (or alerts_current) reads
+            # its latest state.  An episode goes firing -> (severity changes) -> resolved.
+            """CREATE TABLE IF NOT EXISTS alerts (
+    dedupe_key String COMMENT 'rule_id|dim=value',
+    rule_id LowCardinality(String),
+    dim LowCardinality(String) COMMENT 'topic / source / kind / lang / entity',
+    value String,
+    state LowCardinality(String) COMMENT 'firing / resolved',
+    severity LowCardinality(String),
+    first_seen DateTime64(3, 'UTC'),
+    last_seen DateTime64(3, 'UTC'),
+    resolved_at Nullable(DateTime64(3, 'UTC')),
+    window_s UInt32,
+    volume UInt64,
+    negative UInt64,
+    negative_share Float64,
+    baseline_share Nullable(Float64),
+    zscore Nullable(Float64),
+    sample_ids Array(String),
+    version UInt64 COMMENT 'update counter, milliseconds since epoch',
+    updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (dedupe_key, first_seen)""",
+            "CREATE VIEW IF NOT EXISTS alerts_current AS SELECT * FROM alerts FINAL",
+        ),
+    ),
 )
 
 _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (

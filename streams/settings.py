@@ -92,6 +92,18 @@ class Settings(BaseSettings):
         None, description="chdb://<dir> (embedded) or http(s)://user:password@host:port/database."
     )
 
+    # Web API, live dashboard and /metrics, served by the worker (streams.web)
+    web_host: str = Field("127.0.0.1", description="Interface the worker's HTTP API listens on.")
+    web_port: int = Field(6066, ge=0, le=65535, description="HTTP API port; 0 disables the web server.")
+    api_token: SecretStr | None = Field(
+        None, description="If set, /api/* requires 'Authorization: Bearer <token>'."
+    )
+
+    # Alerts (streams.alerts): rules file (None = the bundled defaults), evaluation period
+    alerts_rules_file: Path | None = None
+    alerts_interval_s: float = Field(15.0, gt=0, le=3600, description="Alert evaluation period.")
+    alerts_enabled: bool = True
+
     # Worker resilience: a failed batch is retried with exponential backoff up to this cap, forever.
     retry_max_backoff_s: float = Field(5.0, gt=0, le=300)
     # Test-only fault injection: while this file exists, ClickHouse inserts fail (see store_stage).

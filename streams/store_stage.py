@@ -8,7 +8,6 @@ is pure and tested without ClickHouse.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -16,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clickhouse_connect.driver.client import Client
-
 from streams.clickhouse import StorageError, insert_scored
+from streams.db import Database
 from streams.records import H_INPUT_TS, InRecord
 
 REQUIRED = ("id", "text", "ts", "sentiment", "sentiment_scores", "topic", "topic_scores", "model_versions")
@@ -60,18 +58,15 @@ class ClickHouseSink:
     make its inserts fail for real).
     """
 
-    def __init__(self, client: Client, fault_file: Path | None = None) -> None:
-        self.client = client
+    def __init__(self, db: Database, fault_file: Path | None = None) -> None:
+        self.db = db
         self.fault_file = fault_file
 
-    def _write(self, rows: Sequence[Mapping[str, Any]]) -> int:
+    async def write(self, rows: Sequence[Mapping[str, Any]]) -> int:
         if self.fault_file is not None and self.fault_file.exists():
             raise StorageError(f"insert refused: fault injection file {self.fault_file} exists")
-        return insert_scored(self.client, rows)
-
-    async def write(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        # chDB has no async client: the insert runs in a worker thread.
-        return await asyncio.to_thread(self._write, rows)
+        # chDB has no async client: the insert runs in a worker thread (Database serializes it).
+        return await self.db.run(insert_scored, rows)
 
 
 def latencies_ms(input_ts_ms: Sequence[int], now_ms: float | None = None) -> list[float]:

@@ -13,19 +13,43 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from inference.runner import Runner
-from streams.agents import backoff_s
+from streams.agents import App, backoff_s
 from streams.app import build_app
 from streams.clickhouse import connect, migrate
+from streams.db import Database
+from streams.metrics import METRICS
 from streams.settings import Settings, redact_dsn
 from streams.stats import WorkerStats
 from streams.store_stage import ClickHouseSink
 
 log = logging.getLogger("moodwire.worker")
 T = TypeVar("T")
+
+
+@dataclass
+class WorkerContext:
+    """What the worker's side services (web API, alerts) share with the agents."""
+
+    settings: Settings
+    db: Database
+    app: App  # ``await app.ready.wait()`` before ``app.send``: the producer starts with the agents
+    runner: Runner
+    stats: WorkerStats
+
+
+# A side service runs beside the agents until ``stop`` is set; it must not raise on a
+# dependency outage (log, back off, go on), and must return promptly once stopped.
+Service = Callable[[WorkerContext, asyncio.Event], Awaitable[None]]
+
+
+def services(settings: Settings) -> list[Service]:
+    """The side services this worker runs (each decides from ``settings`` whether it is enabled)."""
+    return []
 
 
 def make_runner(settings: Settings) -> Runner:
@@ -96,8 +120,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         if client is None or runner is None:
             return
         await _until(stop, lambda: ensure_topics(settings), "kafka", cap)
-        sink = ClickHouseSink(client, settings.fault_store_file)
+        db = Database(client)
+        sink = ClickHouseSink(db, settings.fault_store_file)
         app = build_app(settings, runner, sink, stats)
+        METRICS.consumer_lag.source = app.positions
+        ctx = WorkerContext(settings, db, app, runner, stats)
         log.info(
             "worker=ready runner=%s clickhouse=%s bootstrap=%s batch_size=%d batch_max_wait_ms=%d",
             settings.runner,
@@ -108,19 +135,40 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         )
         stats.status = "running"
         writer = asyncio.create_task(_write_stats(stats, stop))
+        side = [asyncio.create_task(_side(service, ctx, stop)) for service in services(settings)]
         try:
             await app.run(stop)
         finally:
             stats.status = "stopped"
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            for task in (writer, *side):
+                task.cancel()
+            for task in (writer, *side):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             stats.write()
+            METRICS.consumer_lag.source = None
     finally:
         if runner is not None:
             runner.close()
         if client is not None:
             client.close()
+
+
+async def _side(service: Service, ctx: WorkerContext, stop: asyncio.Event) -> None:
+    """Run a side service; if it crashes, log it and start it again (the agents go on regardless)."""
+    name = getattr(service, "__name__", repr(service))
+    attempt = 0
+    while not stop.is_set():
+        try:
+            await service(ctx, stop)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            attempt += 1
+            log.exception("service=%s status=crashed attempt=%d", name, attempt)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff_s(attempt, ctx.settings.retry_max_backoff_s))
 
 
 async def _until(stop: asyncio.Event, action: Callable[[], Any], what: str, cap: float) -> None:

@@ -12,6 +12,7 @@ from aiokafka import TopicPartition
 from streams.agents import backoff_s, next_offsets
 from streams.classify_stage import classify_batch, split_batch
 from streams.clickhouse import StorageError, connect, migrate
+from streams.db import Database
 from streams.records import H_DETAIL, H_INPUT_TS, H_REASON, H_SOURCE, InRecord
 from streams.store_stage import ClickHouseSink, decode_scored
 
@@ -94,7 +95,7 @@ def test_store_stage_one_insert_and_fault_file(runner, tmp_path: Path) -> None:
     try:
         migrate(client)
         fault = tmp_path / "fail-inserts"
-        sink = ClickHouseSink(client, fault)
+        sink = ClickHouseSink(Database(client), fault)
         fault.touch()
         with pytest.raises(StorageError, match="fault injection"):
             asyncio.run(sink.write(decoded.rows))
