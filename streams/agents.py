@@ -12,6 +12,10 @@ runtime, per agent:
    nothing is skipped and the worker stays up;
 3. only then commits, per partition, the offset after the batch's last record.
 
+An agent may run its handler on several batches at once (``in_flight``, to
+keep Triton busy while the previous batch's outputs are produced); commits
+still follow the order the batches were taken in.
+
 Handlers send with :meth:`App.send`, which returns only when the broker has
 acknowledged every record (acks=all).  A crash anywhere before step 3 means
 the batch is delivered again; idempotent storage turns that into
@@ -25,6 +29,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +55,9 @@ class Agent:
     topic: str
     group: str
     handler: Handler
+    batch_size: int
+    max_wait_ms: int
+    in_flight: int = 1  # batches whose handlers may run at once (commits stay in order)
 
 
 def next_offsets(batch: Sequence[InRecord]) -> dict[TopicPartition, int]:
@@ -111,10 +119,30 @@ class App:
 
     # -- topology -------------------------------------------------------------------------------
 
-    def agent(self, topic: str, group: str | None = None) -> Callable[[Handler], Handler]:
+    def agent(
+        self,
+        topic: str,
+        *,
+        group: str | None = None,
+        batch_size: int | None = None,
+        max_wait_ms: int | None = None,
+        in_flight: int = 1,
+    ) -> Callable[[Handler], Handler]:
+        """Register ``handler`` for ``topic``; batch limits default to MOODWIRE_BATCH_SIZE / _MAX_WAIT_MS."""
+
         def register(handler: Handler) -> Handler:
             name = handler.__name__
-            self.agents.append(Agent(name, topic, group or f"{self.name}-{name}", handler))
+            self.agents.append(
+                Agent(
+                    name,
+                    topic,
+                    group or f"{self.name}-{name}",
+                    handler,
+                    batch_size or self.settings.batch_size,
+                    max_wait_ms or self.settings.batch_max_wait_ms,
+                    max(1, in_flight),
+                )
+            )
             return handler
 
         return register
@@ -174,36 +202,76 @@ class App:
         )
 
     async def _consume(self, agent: Agent, stop: asyncio.Event) -> None:
-        s = self.settings
+        """Take batches and run the handler on up to ``agent.in_flight`` of them at once.
+
+        Offsets are committed strictly in batch order: a batch that finishes
+        early waits for every batch taken before it, so a commit never covers a
+        record whose outputs are not durable yet (the hazard of Faust's
+        ``concurrency``), whatever order the handlers finish in.
+        """
         consumer = self._consumer(agent)
         await self._retry(agent, "start", consumer.start, stop)
         self._consumers[agent.name] = consumer
-        log.info("agent=%s status=started topic=%s group=%s", agent.name, agent.topic, agent.group)
+        log.info(
+            "agent=%s status=started topic=%s group=%s batch_size=%d max_wait_ms=%d in_flight=%d",
+            agent.name,
+            agent.topic,
+            agent.group,
+            agent.batch_size,
+            agent.max_wait_ms,
+            agent.in_flight,
+        )
+        pending: deque[tuple[list[InRecord], float, asyncio.Task[tuple[dict[str, Any] | None, int]]]] = (
+            deque()
+        )
         try:
             while not stop.is_set():
-                batch = await take_batch(consumer, s.batch_size, s.batch_max_wait_ms)
+                while pending and pending[0][2].done():
+                    await self._finish(agent, consumer, *pending.popleft())
+                if len(pending) >= agent.in_flight:
+                    await asyncio.wait([pending[0][2]])
+                    continue
+                # With batches in flight, poll briefly so a finished one is committed promptly.
+                wait_ms = min(agent.max_wait_ms, 20) if pending else agent.max_wait_ms
+                batch = await take_batch(consumer, agent.batch_size, wait_ms)
                 if not batch:
                     continue
                 METRICS.batch_size.labels(agent.name).observe(len(batch))
-                t0 = time.perf_counter()
-                fields, attempts = await self._until_done(agent, batch, stop)
-                t1 = time.perf_counter()
-                await self._commit(agent, consumer, batch)
-                self.committed[agent.name] = self.committed.get(agent.name, 0) + len(batch)
-                extra = " ".join(f"{k}={v}" for k, v in (fields or {}).items())
-                log.info(
-                    "agent=%s records=%d attempts=%d ms=%.1f commit_ms=%.1f %s",
-                    agent.name,
-                    len(batch),
-                    attempts,
-                    (t1 - t0) * 1000,
-                    (time.perf_counter() - t1) * 1000,
-                    extra,
-                )
+                task = asyncio.create_task(self._until_done(agent, batch, stop))
+                pending.append((batch, time.perf_counter(), task))
         finally:
+            # Unfinished batches are not committed: they are delivered again next time.
+            for _, _, task in pending:
+                task.cancel()
+            for _, _, task in pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             self._consumers.pop(agent.name, None)
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+    async def _finish(
+        self,
+        agent: Agent,
+        consumer: AIOKafkaConsumer,
+        batch: list[InRecord],
+        t0: float,
+        task: asyncio.Task[tuple[dict[str, Any] | None, int]],
+    ) -> None:
+        fields, attempts = task.result()  # _until_done only ends by success or cancellation
+        t1 = time.perf_counter()
+        await self._commit(agent, consumer, batch)
+        self.committed[agent.name] = self.committed.get(agent.name, 0) + len(batch)
+        extra = " ".join(f"{k}={v}" for k, v in (fields or {}).items())
+        log.info(
+            "agent=%s records=%d attempts=%d ms=%.1f commit_ms=%.1f %s",
+            agent.name,
+            len(batch),
+            attempts,
+            (t1 - t0) * 1000,
+            (time.perf_counter() - t1) * 1000,
+            extra,
+        )
 
     async def _until_done(
         self, agent: Agent, batch: list[InRecord], stop: asyncio.Event

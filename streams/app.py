@@ -2,10 +2,13 @@
 
 ``text-events`` --classify--> ``scored-events`` (+ ``text-events-dlq``) --store--> ClickHouse ``events``.
 
-Each agent receives a micro-batch (up to MOODWIRE_BATCH_SIZE records or
-MOODWIRE_BATCH_MAX_WAIT_MS) and returns only when its outputs are durable;
-the runtime (:mod:`streams.agents`) then commits the batch's offsets, and
-retries the same batch with backoff when the agent raises.  The work itself
+Each agent receives a micro-batch (``classify``: up to MOODWIRE_BATCH_SIZE
+records or MOODWIRE_BATCH_MAX_WAIT_MS; ``store``: the bigger
+MOODWIRE_STORE_BATCH_*) and returns only when its outputs are durable; the
+runtime (:mod:`streams.agents`) then commits the batch's offsets, in order, and
+retries the same batch with backoff when the agent raises.  ``classify`` keeps
+MOODWIRE_CLASSIFY_IN_FLIGHT batches in flight so Triton always has the next
+request queued while the previous batch's results are produced.  The work itself
 lives in :mod:`streams.classify_stage` and :mod:`streams.store_stage`.
 """
 
@@ -33,7 +36,7 @@ def build_app(settings: Settings, runner: Runner, sink: ClickHouseSink, stats: W
     dead_letters = settings.topic_dlq  # original bytes + reason/detail/source headers
 
     # -- agents -----------------------------------------------------------------------------------
-    @app.agent(text_events)
+    @app.agent(text_events, in_flight=settings.classify_in_flight)
     async def classify(batch: list[InRecord]) -> dict[str, Any]:
         """Validate, ONE runner request for the valid events, then scored + DLQ records (acked)."""
         result = await classify_batch(batch, runner)
@@ -48,7 +51,9 @@ def build_app(settings: Settings, runner: Runner, sink: ClickHouseSink, stats: W
             METRICS.inference_seconds.observe(result.infer_s)
         return {"scored": len(result.scored), "dlq": len(result.dlq)}
 
-    @app.agent(scored_events)
+    @app.agent(
+        scored_events, batch_size=settings.store_batch_size, max_wait_ms=settings.store_batch_max_wait_ms
+    )
     async def store(batch: list[InRecord]) -> dict[str, Any]:
         """ONE insert into ClickHouse per batch (ids deduplicate redeliveries)."""
         decoded = decode_scored(batch)

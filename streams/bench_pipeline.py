@@ -4,7 +4,8 @@ One run, on the embedded stack (tansu + bundled Triton on CPU + a worker
 subprocess), one phase at a time so phases never compete for the cores:
 
 1. ceiling: the Triton path alone - sequential one-request-per-micro-batch
-   calls, exactly what the classify agent does, on the same texts;
+   calls, exactly what the classify agent does, on the same texts; and the
+   naive baseline: one request per message;
 2. sustained: a backlog of events produced as fast as possible; events/s from
    ``text-events`` to rows visible in ClickHouse (the insert has returned),
    measured between 10% and 90% of the rows to leave out ramp-up and tail;
@@ -157,6 +158,8 @@ def bench_pipeline_command(
                 click.echo(
                     f"ceiling (Triton path, batch {settings.batch_size}): {results['ceiling_eps']:.1f} events/s"
                 )
+                results["naive_eps"] = measure_ceiling(server.grpc_url, 1, min(ceiling_seconds, 5.0))
+                click.echo(f"naive baseline (one request per message): {results['naive_eps']:.1f} events/s")
             log = (data_dir / "worker.log").open("ab")
             worker = subprocess.Popen(
                 [sys.executable, "-m", "streams.worker_cli", "--log-level", "WARNING"],
@@ -183,7 +186,9 @@ def bench_pipeline_command(
             )
             if "ceiling_eps" in results:
                 results["ratio_to_ceiling"] = results["sustained_eps"] / results["ceiling_eps"]
+                results["ratio_to_naive"] = results["sustained_eps"] / results["naive_eps"]
                 click.echo(f"pipeline / Triton-path ceiling: {results['ratio_to_ceiling']:.1%}")
+                click.echo(f"pipeline / naive per-message baseline: {results['ratio_to_naive']:.2f}x")
         except TimeoutError as exc:
             fail(f"{exc}; worker log: {data_dir / 'worker.log'}")
         finally:

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     # Micro-batching
     batch_size: int = Field(64, ge=1, le=10_000)
     batch_max_wait_ms: int = Field(200, ge=1, le=60_000)
+    classify_in_flight: int = Field(
+        2, ge=1, le=8, description="Micro-batches the classify agent scores at once (commits stay in order)."
+    )
+    # The store agent's batches: each INSERT has a fixed cost (parts for events and every
+    # aggregate view), so fewer, bigger inserts leave the cores to inference.
+    store_batch_size: int = Field(2000, ge=1, le=100_000)
+    store_batch_max_wait_ms: int = Field(1000, ge=1, le=60_000)
 
     # Downstream services
     runner: Literal["triton", "local"] = Field(

@@ -6,6 +6,18 @@ in one call to the `tokenizer` model, regroups the rows by token length (so a
 headline is never padded to a review's width) and sends each group to the
 `sentiment` and `topic` models concurrently, then splits the rows back per
 request.  Names come from contract.json next to the repository's models.
+
+Parameter `bucket_scope`: `request` (CPU) groups rows within each request
+only, because the int8 models quantize activations per forward pass: a text's
+scores then depend on its own request alone, never on another client's texts
+that happened to share the execution.  `execution` (GPU, fp16 engines, no such
+effect) groups rows across all merged requests for the fullest batches.
+
+Parameter `bucket_scope`: `request` (CPU) groups rows within each request
+only, because the int8 models quantize activations per forward pass: a text's
+scores then depend on its own request alone, never on another client's texts
+that happened to share the execution.  `execution` (GPU, fp16 engines, no such
+effect) groups rows across all merged requests for the fullest batches.
 """
 
 from __future__ import annotations
@@ -33,6 +45,8 @@ class TritonPythonModel:
         contract_file = Path(args["model_repository"]).parent / "contract.json"
         contract = json.loads(contract_file.read_text(encoding="utf-8"))
         self.bucket_size = int(params.get("bucket_size", "32"))
+        self.per_request = params.get("bucket_scope", "request") == "request"
+        self.per_request = params.get("bucket_scope", "request") == "request"
         self.text_input = next(iter(contract["entry"]["inputs"]))
         self.tokenizer_model = contract["tokenizer"]["model"]
         self.classifiers = {
@@ -47,8 +61,14 @@ class TritonPythonModel:
             pb_utils.get_input_tensor_by_name(r, self.text_input).as_numpy().reshape(-1) for r in requests
         ]
         sizes = [len(t) for t in texts]
+        bounds = np.cumsum([0, *sizes])
+        scopes = (
+            [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+            if self.per_request
+            else [np.arange(bounds[-1])]
+        )
         try:
-            probs = await self._classify(np.concatenate(texts).reshape(-1, 1))
+            probs = await self._classify(np.concatenate(texts).reshape(-1, 1), scopes)
         except pb_utils.TritonModelException as exc:
             return [pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))) for _ in requests]
         responses = []
@@ -59,14 +79,15 @@ class TritonPythonModel:
             start += n
         return responses
 
-    async def _classify(self, texts: np.ndarray) -> dict[str, np.ndarray]:
+    async def _classify(self, texts: np.ndarray, scopes: list[np.ndarray]) -> dict[str, np.ndarray]:
         tokenized = await self._infer(self.tokenizer_model, {self.text_input: texts}, None)
         work = []
         for task, (model, out_name) in self.classifiers.items():
             ids = tokenized[f"{task}_{self.ids_name}"]
             mask = tokenized[f"{task}_{self.mask_name}"]
             lengths = mask.sum(axis=1)
-            for rows in length_buckets(lengths, self.bucket_size):
+            groups = [scope[b] for scope in scopes for b in length_buckets(lengths[scope], self.bucket_size)]
+            for rows in groups:
                 width = max(int(lengths[rows].max()), 1)
                 inputs = {self.ids_name: ids[rows, :width], self.mask_name: mask[rows, :width]}
                 work.append((out_name, rows, self._infer(model, inputs, self.probs_name)))

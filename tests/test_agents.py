@@ -1,0 +1,101 @@
+"""The agent runtime on the real tansu broker: batches in flight at once, commits strictly in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.agents import App
+from streams.broker import EmbeddedBroker, free_port
+from streams.records import InRecord
+from streams.settings import load_settings
+
+N_RECORDS = 120
+BATCH = 10
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(port=free_port()) as b:
+        yield b
+
+
+async def _seed(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for i in range(N_RECORDS):
+            await producer.send(topic, b"%d" % i)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _run_agent(bootstrap: str, topic: str, in_flight: int) -> dict[str, list[int]]:
+    """What happened: batches' first offsets in finish order, commits in order, offsets seen, ..."""
+    settings = load_settings(kafka_bootstrap_servers=bootstrap, kafka_session_timeout_ms=6000)
+    app = App("agents-test", settings)
+    finished: list[int] = []
+    committed: list[int] = []
+    running = 0
+    overlap = [0]
+    seen: list[int] = []
+    violations: list[int] = []
+    stop = asyncio.Event()
+
+    @app.agent(topic, batch_size=BATCH, max_wait_ms=50, in_flight=in_flight)
+    async def slow_then_fast(batch: list[InRecord]) -> None:
+        nonlocal running
+        running += 1
+        overlap[0] = max(overlap[0], running)
+        first = batch[0].offset
+        # Every other batch is slow, so later batches finish before earlier ones.
+        await asyncio.sleep(0.15 if (first // BATCH) % 2 == 0 else 0.0)
+        # Nothing from a later batch may have been committed while this one was unfinished.
+        if committed and committed[-1] > first:
+            violations.append(first)
+        seen.extend(r.offset for r in batch)
+        finished.append(first)
+        running -= 1
+
+    original = app._commit
+
+    async def recording_commit(agent, consumer, batch):  # type: ignore[no-untyped-def]
+        await original(agent, consumer, batch)
+        committed.append(batch[-1].offset + 1)
+        if committed[-1] >= N_RECORDS:
+            stop.set()
+
+    app._commit = recording_commit  # type: ignore[method-assign]
+    await asyncio.wait_for(app.run(stop), timeout=60)
+    return {"finished": finished, "committed": committed, "overlap": overlap, "seen": seen, "bad": violations}
+
+
+def test_batches_overlap_but_commits_follow_take_order(broker: EmbeddedBroker) -> None:
+    topic = "agents-in-flight"
+    asyncio.run(_seed(broker.bootstrap_servers, topic))
+    got = asyncio.run(_run_agent(broker.bootstrap_servers, topic, in_flight=3))
+    assert got["overlap"][0] >= 2, "handlers never ran concurrently: the test would prove nothing"
+    assert got["finished"] != sorted(got["finished"]), "finished in order: the test would prove nothing"
+    assert got["bad"] == [], "a commit covered a batch whose handler had not finished"
+    assert got["committed"] == sorted(got["committed"]) and got["committed"][-1] == N_RECORDS
+    assert sorted(got["seen"]) == list(range(N_RECORDS))
+
+
+def test_in_flight_one_runs_one_batch_at_a_time(broker: EmbeddedBroker) -> None:
+    topic = "agents-one-at-a-time"
+    asyncio.run(_seed(broker.bootstrap_servers, topic))
+    got = asyncio.run(_run_agent(broker.bootstrap_servers, topic, in_flight=1))
+    assert got["overlap"][0] == 1 and got["bad"] == []
+    assert got["finished"] == sorted(got["finished"]) and got["committed"][-1] == N_RECORDS
+    assert sorted(got["seen"]) == list(range(N_RECORDS))
