@@ -59,13 +59,16 @@ function chart(series, times, baseline) {
     svg.append(svgEl("text", { x: L - 4, y: y(tick) + 3, "text-anchor": "end" }, `${tick * 100}%`));
   }
   svg.append(svgEl("text", { x: L + iw + 4, y: T + 8 }, String(maxVol)));
-  svg.append(svgEl("text", { x: L + iw + 4, y: T + 18 }, "ev/b"));
+  svg.append(svgEl("text", { x: L + iw + 4, y: T + 18 }, "/min"));
   const bw = Math.max(1, iw / Math.max(n, 1) - 1);
   series.events.forEach((v, i) => {
     if (!v) return;
     const h = (v / maxVol) * ih * 0.45;
     svg.append(svgEl("rect", { class: "volume", x: x(i) - bw / 2, y: T + ih - h, width: bw, height: h }));
   });
+  if (baseline !== null && baseline !== undefined) {
+    svg.append(svgEl("path", { class: "baseline", d: `M${L},${y(baseline)}L${L + iw},${y(baseline)}` }));
+  }
   let d = "", pen = false;
   series.negative_share.forEach((s, i) => {
     if (s === null) { pen = false; return; }
@@ -73,9 +76,6 @@ function chart(series, times, baseline) {
     pen = true;
   });
   if (d) svg.append(svgEl("path", { class: "share", d }));
-  if (baseline !== null && baseline !== undefined) {
-    svg.append(svgEl("path", { class: "baseline", d: `M${L},${y(baseline)}L${L + iw},${y(baseline)}` }));
-  }
   for (const i of [0, Math.floor((n - 1) / 2), n - 1]) {
     if (i < 0 || i >= n) continue;
     svg.append(svgEl("text", { x: x(i), y: H - 8, "text-anchor": i === 0 ? "start" : i === n - 1 ? "end" : "middle" },
