@@ -1,4 +1,4 @@
-"""The live page on an empty database: every block shows its empty-state text, no console errors.
+"""The live page without the stack: its empty state, and its bearer-token prompt.
 
 The real aiohttp app is served in-process over a real, empty embedded
 ClickHouse (chDB, migrations applied); the agents and the runner are not
@@ -21,6 +21,26 @@ from streams.settings import Settings
     chromium_binary() is None, reason="Debian's chromium is not installed (make test installs it)"
 )
 def test_page_empty_state(tmp_path: Path) -> None:
+    state, errors = run_page(tmp_path, token=None)
+    assert state["status"].startswith("updated") and "0 events" in state["status"], state
+    assert "No events in the last 60m" in state["timelines"]
+    assert "No events in this window" in state["compare"]
+    assert "No alert is firing" in state["alerts"]
+    assert "No negative events" in state["headlines"]
+    assert errors == [], errors
+
+
+@pytest.mark.skipif(
+    chromium_binary() is None, reason="Debian's chromium is not installed (make test installs it)"
+)
+def test_page_asks_for_the_token_and_then_loads(tmp_path: Path) -> None:
+    state, errors = run_page(tmp_path, token="s3cret")
+    assert state["asked"] is True and state["status"].startswith("updated"), state
+    # The only errors are Chromium's own reports of the first, unauthorized requests.
+    assert errors and all("401" in e for e in errors), errors
+
+
+def run_page(tmp_path: Path, token: str | None) -> tuple[dict[str, Any], list[str]]:
     from aiohttp.test_utils import TestServer
 
     from streams.clickhouse import connect, migrate
@@ -30,7 +50,8 @@ def test_page_empty_state(tmp_path: Path) -> None:
 
     client = connect(f"chdb://{tmp_path / 'ch'}")
     migrate(client)
-    ctx = WorkerContext(Settings(data_dir=tmp_path), Database(client), app=None, runner=None, stats=None)  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path, api_token=token)  # type: ignore[arg-type]
+    ctx = WorkerContext(settings, Database(client), app=None, runner=None, stats=None)  # type: ignore[arg-type]
     probe = """(() => ({
         status: document.querySelector('#status').textContent,
         timelines: document.querySelector('#timelines').textContent,
@@ -47,23 +68,26 @@ def test_page_empty_state(tmp_path: Path) -> None:
                 for domain in ("Runtime", "Log", "Page"):
                     await browser.send(f"{domain}.enable")
                 await browser.send("Page.navigate", url=str(server.make_url("/")))
-                state: dict[str, Any] = {}
+                state: dict[str, Any] = {"asked": False}
                 for _ in range(60):
-                    state = await browser.evaluate(probe) or {}
+                    state = {**state, **(await browser.evaluate(probe) or {})}
                     if state.get("status", "").startswith("updated"):
                         break
+                    if token and state.get("status") == "API token required":
+                        state["asked"] = True
+                        await browser.evaluate(ENTER_TOKEN % token)
                     await asyncio.sleep(0.25)
                 return state, browser.errors()
         finally:
             await server.close()
 
     try:
-        state, errors = asyncio.run(run())
+        return asyncio.run(run())
     finally:
         client.close()
-    assert state["status"].startswith("updated") and "0 events" in state["status"], state
-    assert "No events in the last 60m" in state["timelines"]
-    assert "No events in this window" in state["compare"]
-    assert "No alert is firing" in state["alerts"]
-    assert "No negative events" in state["headlines"]
-    assert errors == [], errors
+
+
+ENTER_TOKEN = """(() => {
+    document.querySelector('#token').value = '%s';
+    document.querySelector('#token-form').requestSubmit();
+})()"""
