@@ -139,3 +139,35 @@ def test_bearer_token_guards_api_only(tmp_path: Path) -> None:
         }
     finally:
         client.close()
+
+
+def test_busy_port_is_retried_until_free(caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+    import urllib.request
+    from types import SimpleNamespace
+
+    from streams.settings import Settings
+    from streams.web import web_service
+
+    async def run() -> bytes:
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        stop = asyncio.Event()
+        task = asyncio.create_task(web_service(SimpleNamespace(settings=Settings(web_port=port)), stop))  # type: ignore[arg-type]
+        await asyncio.sleep(0.5)
+        assert not task.done()  # still trying, not crashed
+        busy.close()
+        await asyncio.sleep(1.5)
+        try:
+            return await asyncio.to_thread(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
+            )
+        finally:
+            stop.set()
+            await task
+
+    with caplog.at_level("WARNING", logger="moodwire.web"):
+        assert asyncio.run(run()) == b'{"status":"ok"}'
+    assert "web=cannot_listen" in caplog.text
