@@ -442,7 +442,7 @@ def test_dashboard_in_headless_chromium(stack: Stack, tmp_path: Path) -> None:
         alerts: Array.from(document.querySelectorAll('#alerts li.firing')).map(li => li.dataset.rule + ':' + li.textContent),
         compare: document.querySelectorAll('#compare tbody tr[data-topic]').length,
         headlines: document.querySelectorAll('#headlines li[data-id]').length,
-        status: document.querySelector('#status').textContent,
+        status: document.querySelector('#status')?.textContent ?? '',
     }))()"""
 
     async def run() -> tuple[dict[str, Any], list[str]]:

@@ -53,11 +53,11 @@ def run_page(tmp_path: Path, token: str | None) -> tuple[dict[str, Any], list[st
     settings = Settings(data_dir=tmp_path, api_token=token)  # type: ignore[arg-type]
     ctx = WorkerContext(settings, Database(client), app=None, runner=None, stats=None)  # type: ignore[arg-type]
     probe = """(() => ({
-        status: document.querySelector('#status').textContent,
-        timelines: document.querySelector('#timelines').textContent,
-        compare: document.querySelector('#compare tbody').textContent,
-        alerts: document.querySelector('#alerts').textContent,
-        headlines: document.querySelector('#headlines').textContent,
+        status: document.querySelector('#status')?.textContent ?? '',
+        timelines: document.querySelector('#timelines')?.textContent ?? '',
+        compare: document.querySelector('#compare tbody')?.textContent ?? '',
+        alerts: document.querySelector('#alerts')?.textContent ?? '',
+        headlines: document.querySelector('#headlines')?.textContent ?? '',
     }))()"""
 
     async def run() -> tuple[dict[str, Any], list[str]]:
