@@ -76,12 +76,15 @@ function chart(series, times, baseline) {
     pen = true;
   });
   if (d) svg.append(svgEl("path", { class: "share", d }));
-  for (const i of [0, Math.floor((n - 1) / 2), n - 1]) {
-    if (i < 0 || i >= n) continue;
-    svg.append(svgEl("text", { x: x(i), y: H - 8, "text-anchor": i === 0 ? "start" : i === n - 1 ? "end" : "middle" },
-      hhmm(times[i])));
+  // Dots too: a minute with events between two empty minutes has no line segment to show.
+  series.negative_share.forEach((s, i) => {
+    if (s !== null) svg.append(svgEl("circle", { class: "point", cx: x(i).toFixed(1), cy: y(s).toFixed(1), r: 2 }));
+  });
+  if (n) {
+    svg.append(svgEl("text", { x: x(0), y: H - 6, "text-anchor": "start" }, hhmm(times[0])));
+    svg.append(svgEl("text", { x: x(n - 1), y: H - 6, "text-anchor": "end" }, hhmm(times[n - 1])));
   }
-  svg.append(svgEl("text", { x: L + iw / 2, y: H - 0.5, "text-anchor": "middle" }, "time (UTC)"));
+  svg.append(svgEl("text", { x: L + iw / 2, y: H - 6, "text-anchor": "middle" }, "time (UTC), 1 min steps"));
   return svg;
 }
 
