@@ -7,7 +7,7 @@ HASH := $(shell sha1sum pyproject.toml | cut -c1-12)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test lint install-serve install-dev clean
+.PHONY: demo test lint install-serve install-dev install-chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ $(VENV)/.dev-$(HASH): $(BIN)/python
 	$(BIN)/python -c "from inference.triton_server import stub_python_env; stub_python_env()"
 	touch $@
 
+# The dashboard's browser test drives Debian's chromium over the DevTools protocol.
+$(VENV)/.chromium: $(BIN)/python
+	command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends chromium; }
+	touch $@
+
+install-chromium: $(VENV)/.chromium
 install-serve: $(VENV)/.serve-$(HASH)
 install-dev: $(VENV)/.dev-$(HASH)
 
@@ -38,7 +46,7 @@ $(VENV)/.demo-$(HASH): $(VENV)/.serve-$(HASH)
 demo: $(VENV)/.demo-$(HASH)
 	$(BIN)/moodwire demo $(DEMO_ARGS)
 
-test: install-dev
+test: install-dev install-chromium
 	$(BIN)/ruff check inference streams tests
 	$(BIN)/python -m pytest
 

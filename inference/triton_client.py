@@ -144,6 +144,17 @@ class TritonRunner:
         future = asyncio.run_coroutine_threadsafe(self._classify(list(texts)), self._loop)
         return await asyncio.wrap_future(future)
 
+    async def ais_ready(self, timeout_s: float = 2.0) -> bool:
+        """Whether the server and the entry model answer ready now (one probe, no retries)."""
+
+        async def probe() -> bool:
+            return bool(
+                await self._client.is_server_ready(client_timeout=timeout_s)
+                and await self._client.is_model_ready(self.entry, client_timeout=timeout_s)
+            )
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(probe(), self._loop))
+
     def close(self) -> None:
         if self._loop.is_closed():
             return

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,7 @@ def _settings(
         "MOODWIRE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "MOODWIRE_TRITON_URL": triton_url,
         "MOODWIRE_RUNNER": runner,
+        "MOODWIRE_WEB_PORT": str(_web_port()),
     }
     os.environ.update(env)
     try:
@@ -184,6 +186,8 @@ def demo_command(
                 fail(f"worker did not start; see {data_dir / 'worker.log'}")
             time.sleep(0.2)
         console.print(f"worker  ready: pid {worker.pid}, log {data_dir / 'worker.log'}")
+        dashboard = f"http://{settings.web_host}:{settings.web_port}/"
+        console.print(f"dashboard: {dashboard} (live page; API under {dashboard}api/v1)")
 
         surge = Surge(surge_topic, start_s=duration / 3, duration_s=duration / 3, rate=rate * 0.75)
         start = datetime.now(UTC)
@@ -234,6 +238,7 @@ def demo_command(
                 f"stack is up (--keep-running): export MOODWIRE_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers} "
                 f"MOODWIRE_TOPIC_INPUT={settings.topic_input}; `moodwire produce FILE` adds events. Ctrl-C stops."
             )
+            console.print(f"dashboard: {dashboard}")
             while worker.poll() is None:
                 time.sleep(1)
         _stop_worker(worker)
@@ -266,6 +271,18 @@ def demo_command(
             server.stop()
         broker.stop()
     console.print(f"demo finished in {time.monotonic() - t_start:.0f}s; data in {data_dir}")
+
+
+def _web_port(preferred: int = 6066) -> int:
+    """The dashboard's usual port when it is free, else any free one (a second demo, a test run)."""
+    from streams.broker import free_port
+
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", preferred))
+        return preferred
+    except OSError:
+        return free_port()
 
 
 def _stop_worker(worker: subprocess.Popen[bytes], timeout: float = 30) -> None:

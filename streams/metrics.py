@@ -60,6 +60,8 @@ class Metrics:
     alert_transitions: Counter  # label: state (firing / resolved / severity)
     alert_deliveries: Counter  # label: outcome (delivered / failed / rejected / expired)
     consumer_lag: ConsumerLagCollector
+    http_requests: Counter  # labels: route, status (the worker's web API)
+    http_seconds: Histogram  # label: route
 
 
 def make_metrics() -> Metrics:
@@ -102,6 +104,16 @@ def make_metrics() -> Metrics:
             "moodwire_alert_deliveries", "Webhook delivery outcomes", ["outcome"], registry=reg
         ),
         consumer_lag=lag,
+        http_requests=Counter(
+            "moodwire_http_requests", "Web API requests answered", ["route", "status"], registry=reg
+        ),
+        http_seconds=Histogram(
+            "moodwire_http_seconds",
+            "Web API request latency",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        ),
     )
 
 

@@ -49,7 +49,9 @@ Service = Callable[[WorkerContext, asyncio.Event], Awaitable[None]]
 
 def services(settings: Settings) -> list[Service]:
     """The side services this worker runs (each decides from ``settings`` whether it is enabled)."""
-    return []
+    from streams.web import web_service
+
+    return [web_service]
 
 
 def make_runner(settings: Settings) -> Runner:

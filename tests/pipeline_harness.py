@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streams.broker import free_port
 from streams.records import H_REASON, H_SOURCE
 from streams.settings import Settings, load_settings
 from streams.stats import read_stats
@@ -104,6 +105,8 @@ def settings_env(bootstrap: str, data_dir: Path, suffix: str, **extra: str) -> d
         "MOODWIRE_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "MOODWIRE_RUNNER": "local",
         "MOODWIRE_RETRY_MAX_BACKOFF_S": "2",
+        # Every worker serves the web API; a free port per worker keeps parallel runs apart.
+        "MOODWIRE_WEB_PORT": str(free_port()),
     }
     env.update(extra)
     return env
