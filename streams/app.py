@@ -1,12 +1,14 @@
-"""moodwire's streaming topology, top to bottom: topics, then the two agents.
+"""moodwire's streaming topology, top to bottom: topics, then the agents.
 
-``text-events`` --classify--> ``scored-events`` (+ ``text-events-dlq``) --store--> ClickHouse ``events``.
+``text-events`` --classify--> ``scored-events`` (+ ``text-events-dlq``) --store--> ClickHouse ``events``;
+``alerts`` (transitions from the alert evaluator, a side service) --deliver--> webhooks.
 
 Each agent receives a micro-batch (up to MOODWIRE_BATCH_SIZE records or
 MOODWIRE_BATCH_MAX_WAIT_MS) and returns only when its outputs are durable;
 the runtime (:mod:`streams.agents`) then commits the batch's offsets, and
 retries the same batch with backoff when the agent raises.  The work itself
-lives in :mod:`streams.classify_stage` and :mod:`streams.store_stage`.
+lives in :mod:`streams.classify_stage`, :mod:`streams.store_stage` and
+:mod:`streams.alerts.dispatcher`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from inference.runner import Runner
 from streams.agents import App
+from streams.alerts.dispatcher import Dispatcher
 from streams.classify_stage import classify_batch
 from streams.metrics import METRICS
 from streams.records import H_REASON, H_SOURCE, InRecord, OutRecord
@@ -24,13 +27,20 @@ from streams.stats import WorkerStats
 from streams.store_stage import ClickHouseSink, decode_scored
 
 
-def build_app(settings: Settings, runner: Runner, sink: ClickHouseSink, stats: WorkerStats) -> App:
+def build_app(
+    settings: Settings,
+    runner: Runner,
+    sink: ClickHouseSink,
+    stats: WorkerStats,
+    dispatcher: Dispatcher | None = None,
+) -> App:
     app = App("moodwire", settings)
 
     # -- topics -----------------------------------------------------------------------------------
     text_events = settings.topic_input  # producers' JSON events, key = source or entity
     scored_events = settings.topic_scored  # input + labels (streams.events.scored_event)
     dead_letters = settings.topic_dlq  # original bytes + reason/detail/source headers
+    alerts = settings.topic_alerts  # alert transitions (firing / resolved / severity), key = dedupe key
 
     # -- agents -----------------------------------------------------------------------------------
     @app.agent(text_events)
@@ -61,6 +71,13 @@ def build_app(settings: Settings, runner: Runner, sink: ClickHouseSink, stats: W
         for _, why in decoded.bad:
             METRICS.events_dlq.labels(why.partition(":")[0]).inc()
         return {"rows": len(decoded.rows), "bad": len(decoded.bad)}
+
+    if dispatcher is not None:
+
+        @app.agent(alerts)
+        async def deliver(batch: list[InRecord]) -> dict[str, Any]:
+            """POST each transition to its targets (signed); returns once each is delivered/rejected/expired."""
+            return await dispatcher.handle(batch)
 
     return app
 

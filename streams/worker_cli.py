@@ -42,6 +42,16 @@ def worker_command(
         settings = load_settings(runner=runner, batch_size=batch_size, batch_max_wait_ms=batch_max_wait_ms)
     except SettingsError as exc:
         fail(str(exc))
+    if settings.alerts_enabled:
+        from streams.alerts.rules import RulesError
+        from streams.worker import load_alert_rules
+
+        try:
+            load_alert_rules(settings)
+        except RulesError as exc:
+            for problem in exc.problems[1:]:
+                click.echo(problem, err=True)
+            fail(f"invalid alert rules: {exc.problems[0]} (moodwire rules check FILE lists every problem)")
     logging.basicConfig(
         level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
