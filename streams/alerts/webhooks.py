@@ -77,6 +77,19 @@ def signed_headers(secret: str, msg_id: str, body: bytes, now: float | None = No
     }
 
 
+def verify(secret: str, headers: dict[str, str], body: bytes, tolerance_s: int = 300) -> bool:
+    """Receiver side: is this delivery signed with ``secret`` and recent?  (Constant-time compare.)"""
+    h = {k.lower(): v for k, v in headers.items()}
+    try:
+        msg_id, ts = h["webhook-id"], int(h["webhook-timestamp"])
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - ts) > tolerance_s:
+        return False
+    expected = sign(secret, msg_id, ts, body).encode()
+    return any(hmac.compare_digest(expected, sig.encode()) for sig in h.get("webhook-signature", "").split())
+
+
 def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
