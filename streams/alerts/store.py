@@ -101,7 +101,8 @@ def observations(client: Client, rule: Rule, now: datetime) -> dict[str, Observa
         )
         brows = client.query(
             "SELECT value, sum(ev), sum(neg), avg(neg / ev), stddevPop(neg / ev), count() FROM ("
-            " SELECT value, intDiv(toInt64(toUnixTimestamp(minute)) - toInt64(toUnixTimestamp({ws:DateTime})),"
+            # slot 0 = the W seconds just before the window, 1 = the W before that, ...
+            " SELECT value, intDiv(toInt64(toUnixTimestamp({ws:DateTime})) - toInt64(toUnixTimestamp(minute)) - 1,"
             "  {w:Int64}) AS slot, uniqExactMerge(events_state) AS ev, uniqExactMerge(negative_state) AS neg"
             " FROM minute_aggregates WHERE dim = {dim:String} AND minute >= {b0:DateTime}"
             " AND minute < {ws:DateTime} AND has({values:Array(String)}, value) GROUP BY value, slot"
