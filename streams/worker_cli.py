@@ -49,9 +49,10 @@ def worker_command(
         try:
             load_alert_rules(settings)
         except RulesError as exc:
-            for problem in exc.problems[1:]:
+            for problem in exc.problems:
                 click.echo(problem, err=True)
-            fail(f"invalid alert rules: {exc.problems[0]} (moodwire rules check FILE lists every problem)")
+            n = len(exc.problems)
+            fail(f"invalid alert rules: {n} problem{'s' if n != 1 else ''} (listed above; see moodwire rules check)")
     logging.basicConfig(
         level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
