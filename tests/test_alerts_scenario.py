@@ -1,8 +1,10 @@
 """The issue's scenario with real components: tansu broker, the worker subprocess (local ONNX runner,
 chDB), and a signature-verifying webhook receiver on loopback.
 
-Steady mixed traffic, then a negative surge on ``tech``: exactly one ``alert.firing`` for topic=tech
-within window + 2 evaluation intervals of the surge's start, validly signed; a ``kill -9`` of the worker
+Steady mixed traffic, then a negative surge on ``tech``: exactly one ``alert.firing`` for topic=tech,
+first attempted within window + 2 evaluation intervals of the surge's start, validly signed; the
+receiver answers that attempt 503 and is then down for 30 s: the firing arrives once after it is back,
+every attempt with the same webhook-id; a ``kill -9`` of the worker
 and a restart while it fires add no second firing; after the surge, exactly one ``alert.resolved``.  A
 small all-negative burst of kind ``memo`` (below the rule's minimum volume) and the other topics fire
 nothing.  Event time is wall-clock time: the evaluator's windows end at ``now``.
@@ -157,13 +159,19 @@ def test_negative_surge_fires_once_survives_kill9_and_resolves_once(tmp_path: Pa
             time.sleep(22)  # steady traffic fills the window
             assert rx.received == [], "steady traffic must not alert"
 
+            # The receiver fails the first attempt (503), then is down (connection refused) for 30 s.
+            rx.responder = lambda r: 503
             surge_at = time.time()
             traffic.surge.set()
-            wait_until(
-                lambda: rx.deliveries("alert.firing"), WINDOW_S + 2 * INTERVAL_S + 30, "firing", worker
-            )
+            wait_until(lambda: rx.received, WINDOW_S + 2 * INTERVAL_S, "first delivery attempt", worker)
+            fire_latency = rx.received[0].at - surge_at
+            rx.stop()
+            time.sleep(30)
+            rx.responder = None
+            rx.start()  # same port
+            wait_until(lambda: rx.deliveries("alert.firing"), 30, "firing after the outage", worker)
             (firing,) = rx.deliveries("alert.firing")
-            fire_latency = firing.at - surge_at
+            assert {r.msg_id for r in rx.received} == {firing.msg_id}  # the 503'd attempt had the same id
             data = firing.json()["data"]
             assert (data["rule_id"], data["dim"], data["value"], data["state"]) == (
                 "topic-surge",
@@ -176,7 +184,12 @@ def test_negative_surge_fires_once_survives_kill9_and_resolves_once(tmp_path: Pa
             assert firing.headers["webhook-id"] == data["transition_id"]
             assert fire_latency <= WINDOW_S + 2 * INTERVAL_S, fire_latency
 
-            # kill -9 while firing; the restarted worker continues from ClickHouse state
+            assert "webhook=retrying" in worker.log_text()
+            # kill -9 while firing (once the delivery is recorded and committed: a kill in the
+            # milliseconds between the receiver's 200 and that record re-POSTs the same webhook-id,
+            # which receivers de-duplicate - the at-least-once gap no HTTP delivery can close)
+            wait_until(lambda: "delivered=1" in worker.log_text(), 30, "delivery committed", worker)
+            # the restarted worker continues from ClickHouse state
             worker.kill9()
             worker = Worker(env, log).start()
             worker.wait_running()
@@ -206,11 +219,13 @@ def test_negative_surge_fires_once_survives_kill9_and_resolves_once(tmp_path: Pa
         ]
         assert len(rx.deliveries()) == 2  # nothing for other topics, nothing for the memo burst
         assert all(r.verified for r in rx.received)
+        assert sum(r.status == 503 for r in rx.received) == 1
         rdata = resolved[0].json()["data"]
         assert rdata["dedupe_key"] == "topic-surge|topic=tech" and rdata["first_seen"] == data["first_seen"]
         Webhook(secret).verify(resolved[0].body, resolved[0].headers)
         print(
-            f"\nfiring {fire_latency:.1f}s after surge start; resolved {resolve_latency:.1f}s after it ended"
+            f"\nfirst firing attempt {fire_latency:.1f}s after surge start, delivered {firing.at - surge_at:.1f}s "
+            f"(30 s outage); resolved {resolve_latency:.1f}s after the surge ended"
         )
 
     # After the worker stopped: `moodwire alerts list` reads the state (chDB: one process at a time)
