@@ -68,7 +68,8 @@ def alerts_list(state: str | None, fmt: str, limit: int) -> None:
         finally:
             client.close()
     except StorageError as exc:
-        fail(str(exc))
+        hint = " (alerts list reads the embedded ClickHouse itself: stop the worker first)"
+        fail(str(exc) + (hint if "in use by another process" in str(exc) else ""))
     except Exception as exc:  # e.g. the alerts table does not exist yet (no worker has run)
         fail(f"cannot read alerts: {' '.join(str(exc).split())[:300]} (has a worker run migrations?)")
     if fmt == "json":

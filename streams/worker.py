@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from inference.runner import Runner
 from streams.agents import App, backoff_s
@@ -26,6 +26,10 @@ from streams.metrics import METRICS
 from streams.settings import Settings, redact_dsn
 from streams.stats import WorkerStats
 from streams.store_stage import ClickHouseSink
+
+if TYPE_CHECKING:
+    from streams.alerts.dispatcher import Dispatcher
+    from streams.alerts.rules import Rules
 
 log = logging.getLogger("moodwire.worker")
 T = TypeVar("T")
@@ -57,7 +61,7 @@ def services(settings: Settings) -> list[Service]:
     return out
 
 
-def load_alert_rules(settings: Settings) -> Any:
+def load_alert_rules(settings: Settings) -> Rules:
     """The alert rules (MOODWIRE_ALERTS_RULES_FILE or the bundled defaults); RulesError if invalid.
 
     Target URLs may refer to environment variables and secrets live in them,
@@ -70,7 +74,7 @@ def load_alert_rules(settings: Settings) -> Any:
     return load_rules(settings.alerts_rules_file, os.environ)
 
 
-def make_dispatcher(settings: Settings, db: Database) -> Any:
+def make_dispatcher(settings: Settings, db: Database) -> Dispatcher | None:
     if not settings.alerts_enabled:
         return None
     import os

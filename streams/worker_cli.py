@@ -52,7 +52,9 @@ def worker_command(
             for problem in exc.problems:
                 click.echo(problem, err=True)
             n = len(exc.problems)
-            fail(f"invalid alert rules: {n} problem{'s' if n != 1 else ''} (listed above; see moodwire rules check)")
+            fail(
+                f"invalid alert rules: {n} problem{'s' if n != 1 else ''} (listed above; see moodwire rules check)"
+            )
     logging.basicConfig(
         level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

@@ -24,6 +24,7 @@ import logging
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -34,6 +35,9 @@ from streams.alerts.payload import transition_record
 from streams.alerts.rules import Rules
 from streams.metrics import METRICS
 from streams.settings import Settings
+
+if TYPE_CHECKING:  # streams.worker imports this module
+    from streams.worker import Service, WorkerContext
 
 log = logging.getLogger("moodwire.alerts")
 
@@ -93,10 +97,7 @@ class Leadership:
 class Evaluator:
     """One evaluation round at a time over ``ctx.db``; transitions go to the alerts topic."""
 
-    def __init__(self, ctx: object, rules: Rules) -> None:
-        from streams.worker import WorkerContext
-
-        assert isinstance(ctx, WorkerContext)
+    def __init__(self, ctx: WorkerContext, rules: Rules) -> None:
         self.ctx = ctx
         self.rules = rules
 
@@ -154,10 +155,10 @@ class Evaluator:
         return pending + transitions
 
 
-def alert_evaluator(rules: Rules):  # type: ignore[no-untyped-def]
+def alert_evaluator(rules: Rules) -> Service:
     """The worker side service (see :data:`streams.worker.Service`) for ``rules``."""
 
-    async def alert_evaluator(ctx, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+    async def alert_evaluator(ctx: WorkerContext, stop: asyncio.Event) -> None:
         settings: Settings = ctx.settings
         leadership = Leadership(settings)
         leader_task = asyncio.create_task(leadership.run(stop), name="alerts-leader")
