@@ -46,11 +46,11 @@ rules:
     hold: 10s
     cooldown: 10m
     targets: [rx]
-  - id: kind-burst
-    scope: {dim: kind}
+  - id: memo-burst
+    scope: {dim: kind, value: memo}
     window: 1m
     min_volume: 20
-    conditions: {negative_share: 0.9}
+    conditions: {negative_share: 0.5}
     hold: 10s
     targets: [rx]
 """
@@ -108,7 +108,7 @@ class Traffic:
                         )
                 if self.burst.is_set():
                     self.burst.clear()
-                    for _ in range(15):  # all negative, kind "memo": below kind-burst's min_volume of 20
+                    for _ in range(15):  # all negative, kind "memo": below memo-burst's min_volume of 20
                         await producer.send(
                             self.settings.topic_input, self._event(self.rng.choice(self.negative), "memo")
                         )
@@ -240,3 +240,23 @@ def test_negative_surge_fires_once_survives_kill9_and_resolves_once(tmp_path: Pa
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [(r["dedupe_key"], r["state"]) for r in rows] == [("topic-surge|topic=tech", "resolved")]
+    # the memo burst was negative enough to fire: only its volume (15 < 20) kept it quiet
+    memo = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "query",
+            "--format",
+            "json",
+            "SELECT sum(events) AS n, sum(negative) AS neg FROM minute_counts WHERE dim = 'kind' AND value = 'memo'",
+        ],
+        cwd=ROOT,
+        env={**worker.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert memo.returncode == 0, memo.stderr
+    counts = json.loads(memo.stdout)
+    assert counts["n"] == 15 and counts["neg"] / counts["n"] >= 0.5, counts
