@@ -1,6 +1,7 @@
-"""moodwire's streaming topology, top to bottom: topics, then the two agents.
+"""moodwire's streaming topology, top to bottom: topics, then the agents.
 
-``text-events`` --classify--> ``scored-events`` (+ ``text-events-dlq``) --store--> ClickHouse ``events``.
+``text-events`` --classify--> ``scored-events`` (+ ``text-events-dlq``) --store--> ClickHouse ``events``;
+``alerts`` (transitions from the alert evaluator, a side service) --deliver--> webhooks.
 
 Each agent receives a micro-batch (``classify``: up to MOODWIRE_BATCH_SIZE
 records or MOODWIRE_BATCH_MAX_WAIT_MS; ``store``: the bigger
@@ -9,7 +10,8 @@ runtime (:mod:`streams.agents`) then commits the batch's offsets, in order, and
 retries the same batch with backoff when the agent raises.  ``classify`` keeps
 MOODWIRE_CLASSIFY_IN_FLIGHT batches in flight so Triton always has the next
 request queued while the previous batch's results are produced.  The work itself
-lives in :mod:`streams.classify_stage` and :mod:`streams.store_stage`.
+lives in :mod:`streams.classify_stage`, :mod:`streams.store_stage` and
+:mod:`streams.alerts.dispatcher`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from inference.runner import Runner
 from streams.agents import App
+from streams.alerts.dispatcher import Dispatcher
 from streams.classify_stage import classify_batch
 from streams.metrics import METRICS
 from streams.records import H_REASON, H_SOURCE, InRecord, OutRecord
@@ -27,13 +30,20 @@ from streams.stats import WorkerStats
 from streams.store_stage import ClickHouseSink, decode_scored
 
 
-def build_app(settings: Settings, runner: Runner, sink: ClickHouseSink, stats: WorkerStats) -> App:
+def build_app(
+    settings: Settings,
+    runner: Runner,
+    sink: ClickHouseSink,
+    stats: WorkerStats,
+    dispatcher: Dispatcher | None = None,
+) -> App:
     app = App("moodwire", settings)
 
     # -- topics -----------------------------------------------------------------------------------
     text_events = settings.topic_input  # producers' JSON events, key = source or entity
     scored_events = settings.topic_scored  # input + labels (streams.events.scored_event)
     dead_letters = settings.topic_dlq  # original bytes + reason/detail/source headers
+    alerts = settings.topic_alerts  # alert transitions (firing / resolved / severity), key = dedupe key
 
     # -- agents -----------------------------------------------------------------------------------
     @app.agent(text_events, in_flight=settings.classify_in_flight)
@@ -66,6 +76,13 @@ def build_app(settings: Settings, runner: Runner, sink: ClickHouseSink, stats: W
         for _, why in decoded.bad:
             METRICS.events_dlq.labels(why.partition(":")[0]).inc()
         return {"rows": len(decoded.rows), "bad": len(decoded.bad)}
+
+    if dispatcher is not None:
+
+        @app.agent(alerts)
+        async def deliver(batch: list[InRecord]) -> dict[str, Any]:
+            """POST each transition to its targets (signed); returns once each is delivered/rejected/expired."""
+            return await dispatcher.handle(batch)
 
     return app
 

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from inference.contract import TASKS
+from streams.alerts_cli import alerts_group, rules_group
 from streams.bench_pipeline import bench_pipeline_command
 from streams.cli_errors import fail
 from streams.demo import demo_command
@@ -36,6 +37,8 @@ main.add_command(query_command)
 main.add_command(worker_command)
 main.add_command(produce_command)
 main.add_command(demo_command)
+main.add_command(rules_group)
+main.add_command(alerts_group)
 
 
 @main.command()

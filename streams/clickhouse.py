@@ -145,11 +145,35 @@ GROUP BY dim, value, minute""",
     baseline_share Nullable(Float64),
     zscore Nullable(Float64),
     sample_ids Array(String),
-    version UInt64 COMMENT 'update counter, milliseconds since epoch',
+    clear_since Nullable(DateTime64(3, 'UTC')) COMMENT 'firing but inactive since (hold countdown)',
+    seq UInt32 COMMENT 'transitions in this episode so far',
+    transition LowCardinality(String) COMMENT 'firing / resolved / severity, empty for a plain update',
+    transition_id String COMMENT 'webhook-id of that transition (deterministic)',
+    published Bool COMMENT 'false: transition recorded, not yet produced to the alerts topic',
+    version UInt64 COMMENT 'update counter, microseconds since epoch',
     updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (dedupe_key, first_seen)""",
             "CREATE VIEW IF NOT EXISTS alerts_current AS SELECT * FROM alerts FINAL",
+        ),
+    ),
+    Migration(
+        4,
+        "alert_deliveries",
+        (
+            # One row per (transition, target) that reached a final outcome; the dispatcher skips
+            # pairs found here, so a re-published or re-consumed transition is POSTed once.
+            """CREATE TABLE IF NOT EXISTS alert_deliveries (
+    transition_id String,
+    target LowCardinality(String),
+    outcome LowCardinality(String) COMMENT 'delivered / rejected / expired',
+    attempts UInt32,
+    status UInt16,
+    dedupe_key String,
+    kind LowCardinality(String),
+    finished_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(finished_at)
+ORDER BY (transition_id, target)""",
         ),
     ),
 )

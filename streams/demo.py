@@ -4,7 +4,12 @@ Starts the broker (tansu), Triton (bundled tritonserver, CPU) and the worker
 (a ``moodwire worker`` subprocess), replays the bundled sample stream with a
 scripted negative surge on one topic, shows live progress from the worker's
 stats file (events in, scored, stored, DLQ, per-topic negative share), then
-stops the worker and prints per-topic results queried from ClickHouse.  Every
+stops the worker and prints per-topic results queried from ClickHouse.
+Alerts: the worker evaluates the bundled default rules (every 5 s in the
+demo) and delivers to a local webhook receiver that the demo starts on
+loopback with a fresh secret (``MOODWIRE_WEBHOOK_URL`` /
+``MOODWIRE_WEBHOOK_SECRET``, which the default rules' target reads); each
+delivery it receives is signature-checked and printed.  Every
 child is stopped on exit, Ctrl-C included; ``--keep-running`` leaves the stack
 up until Ctrl-C.
 """
@@ -31,6 +36,8 @@ from streams.replay import TOPICS, Surge, load_sample, schedule, send_schedule
 from streams.settings import Settings, SettingsError, load_settings
 from streams.stats import read_stats
 
+DEMO_ALERTS_INTERVAL_S = 5.0  # the service default is 15 s; the demo is short
+
 
 class _Stop(Exception):
     pass
@@ -40,7 +47,26 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
-def progress_table(produced: int, total: int, stats: dict[str, Any] | None, phase: str) -> Any:
+def alert_line(rec: Any) -> str:
+    """One line per received webhook delivery (rich markup)."""
+    doc = rec.json()
+    d = doc.get("data", {})
+    kind = doc.get("type", "?").removeprefix("alert.")
+    colour = {"firing": "bold red", "resolved": "bold green", "severity": "bold yellow"}.get(kind, "bold")
+    check = "signature verified" if rec.verified else "SIGNATURE INVALID"
+    share = d.get("negative_share")
+    return (
+        f"[{colour}]ALERT {kind.upper()}[/{colour}] {d.get('rule_id')} {d.get('dim')}={d.get('value')} "
+        f"severity={d.get('severity')} negative share {share:.0%} of {d.get('volume')} events in {d.get('window')} "
+        f"(webhook-id {rec.msg_id}, {check})"
+        if isinstance(share, int | float)
+        else f"[{colour}]{doc.get('type')}[/{colour}] ({check})"
+    )
+
+
+def progress_table(
+    produced: int, total: int, stats: dict[str, Any] | None, phase: str, alerts: list[Any] | None = None
+) -> Any:
     from rich.table import Table
 
     stats = stats or {}
@@ -65,8 +91,12 @@ def progress_table(produced: int, total: int, stats: dict[str, Any] | None, phas
         bar = "#" * round(share * 20)
         topics.add_row(topic, str(c["events"]), str(c["negative"]), f"{share:5.1%} {bar}")
     from rich.console import Group
+    from rich.text import Text
 
-    return Group(table, topics)
+    alerts = alerts or []
+    received = Text.from_markup(f"webhook receiver: {len(alerts)} alert deliveries received")
+    latest = [Text.from_markup("latest: " + alert_line(alerts[-1]))] if alerts else []
+    return Group(table, topics, received, *latest)
 
 
 def results_table(client: Any, surge: Surge, start: datetime) -> Any:
@@ -109,7 +139,7 @@ def results_table(client: Any, surge: Surge, start: datetime) -> Any:
 
 
 def _settings(
-    data_dir: Path, bootstrap: str, triton_url: str, runner: str
+    data_dir: Path, bootstrap: str, triton_url: str, runner: str, webhook_url: str, webhook_secret: str
 ) -> tuple[Settings, dict[str, str]]:
     env = {
         "MOODWIRE_DATA_DIR": str(data_dir),
@@ -117,6 +147,10 @@ def _settings(
         "MOODWIRE_TRITON_URL": triton_url,
         "MOODWIRE_RUNNER": runner,
         "MOODWIRE_WEB_PORT": str(_web_port()),
+        # the bundled default rules deliver to this target (streams/alerts/default_rules.yaml)
+        "MOODWIRE_WEBHOOK_URL": webhook_url,
+        "MOODWIRE_WEBHOOK_SECRET": webhook_secret,
+        "MOODWIRE_ALERTS_INTERVAL_S": str(DEMO_ALERTS_INTERVAL_S),
     }
     os.environ.update(env)
     try:
@@ -145,9 +179,12 @@ def demo_command(
     from rich.console import Console
     from rich.live import Live
 
+    from streams.alerts.receiver import Receiver
+    from streams.alerts.webhooks import new_secret
     from streams.broker import BrokerError, EmbeddedBroker, free_port
 
     console = Console()
+    receiver = Receiver(new_secret())
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="moodwire-demo-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -158,6 +195,8 @@ def demo_command(
     try:
         broker.start()
         console.print(f"broker  ready: {broker.bootstrap_servers}")
+        receiver.start()
+        console.print(f"webhook receiver ready: {receiver.url} (verifies Standard Webhooks signatures)")
         triton_url = "127.0.0.1:8001"
         if runner == "triton":
             from inference.triton_server import TritonServer, TritonServerError, free_ports
@@ -168,7 +207,9 @@ def demo_command(
                 fail(f"cannot start Triton: {exc} (or run with --runner local)")
             triton_url = server.grpc_url
             console.print(f"triton  ready: {triton_url} (CPU, python backend + ONNX Runtime)")
-        settings, env = _settings(data_dir, broker.bootstrap_servers, triton_url, runner)
+        settings, env = _settings(
+            data_dir, broker.bootstrap_servers, triton_url, runner, receiver.url, receiver.secret
+        )
         worker_log = (data_dir / "worker.log").open("ab")
         worker = subprocess.Popen(
             [sys.executable, "-m", "streams.worker_cli"],
@@ -211,7 +252,11 @@ def demo_command(
                         phase = f"replaying - NEGATIVE SURGE on {surge.topic}"
                     live.update(
                         progress_table(
-                            produced, len(timed), read_stats(stats_path), f"{phase} ({elapsed:.0f}s)"
+                            produced,
+                            len(timed),
+                            read_stats(stats_path),
+                            f"{phase} ({elapsed:.0f}s)",
+                            receiver.deliveries(),
                         )
                     )
                     await asyncio.wait({task}, timeout=0.25)
@@ -222,7 +267,7 @@ def demo_command(
             drain_deadline = time.monotonic() + 120
             while True:
                 stats = read_stats(stats_path) or {}
-                live.update(progress_table(produced, len(timed), stats, "draining"))
+                live.update(progress_table(produced, len(timed), stats, "draining", receiver.deliveries()))
                 if stats.get("consumed", 0) >= len(timed) and stats.get("stored", 0) >= stats.get(
                     "scored", 0
                 ):
@@ -233,7 +278,22 @@ def demo_command(
                     console.print("[yellow]not drained after 120 s; showing what is stored[/yellow]")
                     break
                 time.sleep(0.5)
+            # the last events may still be under evaluation: give the alert evaluator two rounds
+            alert_deadline = time.monotonic() + 2 * DEMO_ALERTS_INTERVAL_S + 2
+            while not receiver.deliveries("alert.firing") and time.monotonic() < alert_deadline:
+                live.update(
+                    progress_table(
+                        produced,
+                        len(timed),
+                        read_stats(stats_path),
+                        "evaluating alerts",
+                        receiver.deliveries(),
+                    )
+                )
+                time.sleep(0.5)
+        _print_alerts(console, receiver)
         if keep_running:
+            receiver.on_receive = lambda rec: console.print(alert_line(rec))
             console.print(
                 f"stack is up (--keep-running): export MOODWIRE_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers} "
                 f"MOODWIRE_TOPIC_INPUT={settings.topic_input}; `moodwire produce FILE` adds events. Ctrl-C stops."
@@ -269,6 +329,7 @@ def demo_command(
             _stop_worker(worker)
         if server is not None:
             server.stop()
+        receiver.stop()
         broker.stop()
     console.print(f"demo finished in {time.monotonic() - t_start:.0f}s; data in {data_dir}")
 
@@ -283,6 +344,20 @@ def _web_port(preferred: int = 6066) -> int:
         return preferred
     except OSError:
         return free_port()
+
+
+def _print_alerts(console: Any, receiver: Any) -> None:
+    received = receiver.deliveries()
+    if not received:
+        console.print("[yellow]no alert was delivered to the local webhook receiver[/yellow]")
+        return
+    console.print(f"[bold]alerts delivered to the local webhook receiver ({receiver.url}):[/bold]")
+    for rec in received:
+        console.print(alert_line(rec))
+    console.print(
+        "(an alert resolves once its window no longer shows the surge, plus its hold time: "
+        "5m + 2m with the default rules; --keep-running to watch)"
+    )
 
 
 def _stop_worker(worker: subprocess.Popen[bytes], timeout: float = 30) -> None:

@@ -110,6 +110,15 @@ class Settings(BaseSettings):
     alerts_rules_file: Path | None = None
     alerts_interval_s: float = Field(15.0, gt=0, le=3600, description="Alert evaluation period.")
     alerts_enabled: bool = True
+    alerts_leader_topic: str = Field(
+        "moodwire-alerts-leader", description="1-partition topic whose consumer group elects the evaluator."
+    )
+    alerts_retry_max_backoff_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Cap of the webhook retry backoff (retries stop at a target's max_age).",
+    )
 
     # Worker resilience: a failed batch is retried with exponential backoff up to this cap, forever.
     retry_max_backoff_s: float = Field(5.0, gt=0, le=300)
@@ -130,7 +139,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{server!r} is not host:port")
         return ",".join(servers)
 
-    @field_validator("topic_input", "topic_dlq", "topic_scored", "topic_alerts")
+    @field_validator("topic_input", "topic_dlq", "topic_scored", "topic_alerts", "alerts_leader_topic")
     @classmethod
     def _check_topic(cls, value: str) -> str:
         # Kafka's own rule: 1-249 chars of [a-zA-Z0-9._-]

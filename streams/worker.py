@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from inference.runner import Runner
 from streams.agents import App, backoff_s
@@ -26,6 +26,10 @@ from streams.metrics import METRICS
 from streams.settings import Settings, redact_dsn
 from streams.stats import WorkerStats
 from streams.store_stage import ClickHouseSink
+
+if TYPE_CHECKING:
+    from streams.alerts.dispatcher import Dispatcher
+    from streams.alerts.rules import Rules
 
 log = logging.getLogger("moodwire.worker")
 T = TypeVar("T")
@@ -51,7 +55,37 @@ def services(settings: Settings) -> list[Service]:
     """The side services this worker runs (each decides from ``settings`` whether it is enabled)."""
     from streams.web import web_service
 
-    return [web_service]
+    out: list[Service] = [web_service]
+    if settings.alerts_enabled:
+        from streams.alerts.service import alert_evaluator
+
+        out.append(alert_evaluator(load_alert_rules(settings)))
+    return out
+
+
+def load_alert_rules(settings: Settings) -> Rules:
+    """The alert rules (MOODWIRE_ALERTS_RULES_FILE or the bundled defaults); RulesError if invalid.
+
+    Target URLs may refer to environment variables and secrets live in them,
+    so this is where the process environment is handed to the rules.
+    """
+    import os
+
+    from streams.alerts.rules import load_rules
+
+    return load_rules(settings.alerts_rules_file, os.environ)
+
+
+def make_dispatcher(settings: Settings, db: Database) -> Dispatcher | None:
+    if not settings.alerts_enabled:
+        return None
+    import os
+
+    from streams.alerts.dispatcher import Dispatcher
+    from streams.alerts.webhooks import RetryPolicy
+
+    policy = RetryPolicy(base_s=1.0, cap_s=settings.alerts_retry_max_backoff_s)
+    return Dispatcher(load_alert_rules(settings), db, os.environ, policy)
 
 
 def make_runner(settings: Settings) -> Runner:
@@ -95,13 +129,19 @@ async def ensure_topics(settings: Settings) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [settings.topic_input, settings.topic_scored, settings.topic_dlq]
+        wanted = [settings.topic_input, settings.topic_scored, settings.topic_dlq, settings.topic_alerts]
         missing = [t for t in wanted if t not in existing]
         if missing:
             await admin.create_topics(
                 [NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=1) for t in missing]
             )
             log.info("topics=created names=%s partitions=%d", ",".join(missing), settings.topic_partitions)
+        if settings.alerts_enabled and settings.alerts_leader_topic not in existing:
+            # One partition: whoever is assigned it is the alert leader (streams.alerts.service).
+            await admin.create_topics(
+                [NewTopic(settings.alerts_leader_topic, num_partitions=1, replication_factor=1)]
+            )
+            log.info("topics=created names=%s partitions=1", settings.alerts_leader_topic)
     finally:
         await admin.close()
 
@@ -124,7 +164,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         await _until(stop, lambda: ensure_topics(settings), "kafka", cap)
         db = Database(client)
         sink = ClickHouseSink(db, settings.fault_store_file)
-        app = build_app(settings, runner, sink, stats)
+        dispatcher = make_dispatcher(settings, db)
+        app = build_app(settings, runner, sink, stats, dispatcher)
         METRICS.consumer_lag.source = app.positions
         ctx = WorkerContext(settings, db, app, runner, stats)
         log.info(
@@ -149,6 +190,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                     await task
             stats.write()
             METRICS.consumer_lag.source = None
+            if dispatcher is not None:
+                await dispatcher.close()
     finally:
         if runner is not None:
             runner.close()

@@ -42,6 +42,19 @@ def worker_command(
         settings = load_settings(runner=runner, batch_size=batch_size, batch_max_wait_ms=batch_max_wait_ms)
     except SettingsError as exc:
         fail(str(exc))
+    if settings.alerts_enabled:
+        from streams.alerts.rules import RulesError
+        from streams.worker import load_alert_rules
+
+        try:
+            load_alert_rules(settings)
+        except RulesError as exc:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            n = len(exc.problems)
+            fail(
+                f"invalid alert rules: {n} problem{'s' if n != 1 else ''} (listed above; see moodwire rules check)"
+            )
     logging.basicConfig(
         level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
