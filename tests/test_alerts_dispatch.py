@@ -198,3 +198,36 @@ def test_cli_alerts_test_sends_a_signed_delivery(tmp_path: Path):
         assert missing.returncode == 1 and "no target 'nope'" in missing.stderr
         nosecret = cli("nosecret")
         assert nosecret.returncode == 1 and "RX_MISSING_SECRET" in nosecret.stderr
+
+
+def test_alerts_of_a_removed_or_disabled_rule_resolve(parts):
+    """A firing alert whose rule left the rules file resolves at the next round, once."""
+    settings, rules, db, _, _, tmp_path = parts
+    now = datetime.now(UTC)
+    insert_scored(db.client, [ev(i, now - timedelta(seconds=i), "negative") for i in range(20)])
+    (tmp_path / "other.yaml").write_text(RULES.replace("id: surge", "id: other"))
+    other_rules = load_rules(tmp_path / "other.yaml", {"RX_URL": "http://127.0.0.1:1/x", "RX_SECRET": "x"})
+
+    async def scenario():
+        app = App("t", settings)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(app.run(stop))
+        await app.ready.wait()
+        ctx = WorkerContext(settings, db, app, None, None)  # type: ignore[arg-type]
+        try:
+            fired = await Evaluator(ctx, rules).round(now)
+            assert [(s.rule_id, s.transition) for s in fired] == [("surge", "firing")]
+            # the rules file now has "other" instead of "surge" (which would still be active)
+            later = await Evaluator(ctx, other_rules).round(now + timedelta(seconds=15))
+            retired = [s for s in later if s.rule_id == "surge"]
+            assert [(s.transition, s.state, s.seq) for s in retired] == [("resolved", "resolved", 2)]
+            assert [
+                s.transition for s in await Evaluator(ctx, other_rules).round(now + timedelta(seconds=30))
+            ] == []
+        finally:
+            stop.set()
+            await runner
+
+    asyncio.run(scenario())
+    states = db.call(store.load_states)
+    assert states[("surge", "tech")].state == "resolved"

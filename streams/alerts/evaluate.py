@@ -10,6 +10,8 @@ nothing left to judge, the rule is not active).  Firing -> resolved only
 after being inactive for ``hold`` without a break; resolved -> firing again
 only after ``cooldown``.  While firing, a change of severity level is a
 ``severity`` transition.  A state that says firing is never fired again.
+An alert whose rule was removed from the rules file or disabled resolves at
+the next round (:func:`retire`) instead of staying firing for ever.
 """
 
 from __future__ import annotations
@@ -206,3 +208,18 @@ def decide(
             )
         )
     return out
+
+
+def retire(state: AlertState, now: datetime) -> AlertState:
+    """The ``resolved`` transition of a firing alert whose rule is gone or disabled."""
+    seq = state.seq + 1
+    return replace(
+        state,
+        state="resolved",
+        resolved_at=now,
+        clear_since=state.clear_since or now,
+        seq=seq,
+        transition="resolved",
+        transition_id=transition_id(state.dedupe_key, state.first_seen, "resolved", state.severity, seq),
+        published=False,
+    )

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.agents import backoff_s
 from streams.alerts import store
-from streams.alerts.evaluate import AlertState, decide
+from streams.alerts.evaluate import AlertState, decide, retire
 from streams.alerts.payload import transition_record
 from streams.alerts.rules import Rules
 from streams.metrics import METRICS
@@ -125,7 +125,7 @@ class Evaluator:
             await self.publish(pending)
             states = await db.run(store.load_states, [r.id for r in rules])
         now = now or datetime.now(UTC)
-        rows: list[AlertState] = []
+        rows: list[AlertState] = await self.orphans(now)
         for rule in rules:
             obs = await db.run(store.observations, rule, now)
             mine = {value: s for (rid, value), s in states.items() if rid == rule.id}
@@ -153,6 +153,23 @@ class Evaluator:
                 s.transition_id,
             )
         return pending + transitions
+
+    async def orphans(self, now: datetime) -> list[AlertState]:
+        """Resolved transitions for firing alerts whose rule was removed or disabled.
+
+        A disabled rule's targets still hear that its alerts resolved; a removed
+        rule has no targets left, so its resolution is only recorded.
+        """
+        enabled = {r.id for r in self.rules.rules if r.enabled}
+        firing = await self.ctx.db.run(store.load_states, None, firing_only=True)
+        gone = [s for s in firing.values() if s.state == "firing" and s.rule_id not in enabled]
+        for s in gone:
+            log.info(
+                "alerts=retire key=%s reason=rule_%s",
+                s.dedupe_key,
+                "disabled" if self.rules.rule(s.rule_id) else "removed",
+            )
+        return [retire(s, now) for s in gone]
 
 
 def alert_evaluator(rules: Rules) -> Service:

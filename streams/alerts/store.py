@@ -135,13 +135,18 @@ def sample_ids(client: Client, dim: str, value: str, start: datetime, now: datet
     return [r[0] for r in rows]
 
 
-def load_states(client: Client, rule_ids: Iterable[str] | None = None) -> dict[tuple[str, str], AlertState]:
+def load_states(
+    client: Client, rule_ids: Iterable[str] | None = None, *, firing_only: bool = False
+) -> dict[tuple[str, str], AlertState]:
     """The latest episode per dedupe key: (rule_id, value) -> state."""
-    where = ""
+    conditions = []
     params: dict[str, Any] = {}
     if rule_ids is not None:
-        where = "WHERE has({ids:Array(String)}, rule_id)"
+        conditions.append("has({ids:Array(String)}, rule_id)")
         params["ids"] = list(rule_ids)
+    if firing_only:
+        conditions.append("state = 'firing'")
+    where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
     result = client.query(
         f"SELECT {', '.join(_STATE_COLUMNS)} FROM alerts FINAL {where} ORDER BY dedupe_key, first_seen",
         parameters=params,
