@@ -21,7 +21,7 @@ from typing import Any
 
 from inference.runner import Runner
 from streams.agents import App
-from streams.alerts.dispatcher import Dispatcher
+from streams.alerts.dispatcher import IN_FLIGHT, Dispatcher
 from streams.classify_stage import classify_batch
 from streams.metrics import METRICS
 from streams.records import H_REASON, H_SOURCE, InRecord, OutRecord
@@ -79,7 +79,7 @@ def build_app(
 
     if dispatcher is not None:
 
-        @app.agent(alerts)
+        @app.agent(alerts, in_flight=IN_FLIGHT)
         async def deliver(batch: list[InRecord]) -> dict[str, Any]:
             """POST each transition to its targets (signed); returns once each is delivered/rejected/expired."""
             return await dispatcher.handle(batch)

@@ -13,6 +13,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from pipeline_harness import ROOT, read_topic, settings_env, settings_from
 
 from streams.agents import App
 from streams.alerts import store
-from streams.alerts.dispatcher import Dispatcher
+from streams.alerts.dispatcher import IN_FLIGHT, Dispatcher
 from streams.alerts.receiver import Receiver
 from streams.alerts.rules import load_rules
 from streams.alerts.service import Evaluator
@@ -30,7 +31,7 @@ from streams.alerts.webhooks import RetryPolicy, new_secret
 from streams.broker import EmbeddedBroker, free_port
 from streams.clickhouse import connect, insert_scored, migrate
 from streams.db import Database
-from streams.records import InRecord
+from streams.records import InRecord, OutRecord
 from streams.worker import WorkerContext
 
 RULES = """\
@@ -130,7 +131,9 @@ def test_republished_transition_is_delivered_once_and_firing_never_refires(parts
 
     out = asyncio.run(dispatch(as_in(records)))  # the duplicate in one batch
     assert out == {"messages": 2, "skipped": 1, "delivered": 1}
-    out = asyncio.run(dispatch(as_in(records)))  # re-consumed after a crash before commit
+    # re-consumed after a crash before commit: a new process, only alert_deliveries remembers
+    dispatcher = Dispatcher(rules, db, {"RX_SECRET": secret}, RetryPolicy(0.1, 0.5))
+    out = asyncio.run(dispatch(as_in(records)))
     assert out == {"messages": 2, "skipped": 2}
     (got,) = rx.deliveries()
     assert (
@@ -167,7 +170,67 @@ def test_rejections_are_final_and_recorded(parts, caplog):
     assert len(rx.received) == 1 and rx.received[0].status == 400  # one attempt, no retry
     assert "status=400" in caplog.text and "RX_MISSING_SECRET" in caplog.text and "bad_record" in caplog.text
     assert secret not in caplog.text
+    dispatcher = Dispatcher(rules, db, {"RX_SECRET": secret}, RetryPolicy(0.1, 0.5))  # a restart
     assert asyncio.run(dispatch([record("m1", ["strict", "nosecret"])])) == {"messages": 1, "skipped": 2}
+
+
+def test_a_target_that_is_down_does_not_hold_up_another(parts):
+    """The deliver agent's batches are in flight at once: a target answering 503 (retried up to its
+    max age) does not delay a later alert to another target."""
+    settings, _, db, rx, secret, tmp_path = parts
+    with Receiver(secret) as down:
+        down.responder = lambda r: 503
+        (tmp_path / "two.yaml").write_text(
+            RULES.replace(
+                "targets:\n",
+                "targets:\n  down: {url: '${DOWN_URL}', secret_env: RX_SECRET, max_age: 1m}\n",
+                1,
+            )
+        )
+        two = load_rules(tmp_path / "two.yaml", {"RX_URL": rx.url, "DOWN_URL": down.url, "RX_SECRET": secret})
+        payload = {
+            "type": "alert.firing",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "data": {"dedupe_key": "k"},
+        }
+
+        def record(tid: str, targets: list[str]) -> OutRecord:
+            value = {"transition_id": tid, "targets": targets, "payload": payload}
+            return OutRecord(json.dumps(value).encode(), b"k")
+
+        async def wait_until(cond, timeout: float) -> bool:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if cond():
+                    return True
+                await asyncio.sleep(0.05)
+            return False
+
+        async def scenario() -> float:
+            dispatcher = Dispatcher(two, db, {"RX_SECRET": secret}, RetryPolicy(0.2, 1.0))
+            app = App("t", settings)
+            app.agent(settings.topic_alerts, in_flight=IN_FLIGHT)(dispatcher.handle)
+            stop = asyncio.Event()
+            runner = asyncio.create_task(app.run(stop))
+            try:
+                await app.ready.wait()
+                await app.send(settings.topic_alerts, [record("m-down", ["down"])])
+                assert await wait_until(lambda: len(down.received) >= 1, 30), "the first alert was not tried"
+                t0 = time.monotonic()
+                await app.send(settings.topic_alerts, [record("m-live", ["rx"])])
+                assert await wait_until(lambda: rx.deliveries(), 10), (
+                    "the live target waited for the dead one"
+                )
+                return time.monotonic() - t0
+            finally:
+                stop.set()
+                await runner
+                await dispatcher.close()
+
+        took = asyncio.run(scenario())
+        assert took < 5, took
+        assert [d.msg_id for d in rx.deliveries()] == ["m-live"]
+        assert {r.msg_id for r in down.received} == {"m-down"} and len(down.received) >= 2  # retried
 
 
 def test_cli_alerts_test_sends_a_signed_delivery(tmp_path: Path):

@@ -9,6 +9,12 @@ missing secret) or expired (max age).  Each outcome is recorded in
 skipped, so a transition re-published by the evaluator or re-consumed after
 a crash reaches each receiver once.  The agent runtime commits the offsets
 after the handler returns (at-least-once consumption).
+
+The agent keeps up to :data:`IN_FLIGHT` batches in flight, so a target that is
+down (retried up to its max age) does not hold up deliveries to the others:
+a per-target lock keeps each target's messages in order across batches, and a
+pair this process has already taken on (being delivered, or done) is not sent
+again.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +48,9 @@ from streams.metrics import METRICS
 from streams.records import InRecord
 
 log = logging.getLogger("moodwire.dispatcher")
+
+IN_FLIGHT = 16  # batches of the deliver agent in flight at once (offsets still commit in order)
+CLAIMED_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,10 @@ class Dispatcher:
         self.policy = policy or RetryPolicy()
         self.buckets = {name: TokenBucket(t.rate_limit_per_minute) for name, t in rules.targets.items()}
         self._session: aiohttp.ClientSession | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+        # (transition id, target) pairs taken on by this process, oldest first; bounded, because
+        # after a restart alert_deliveries is what prevents a second delivery.
+        self._claimed: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -98,10 +112,13 @@ class Dispatcher:
         skipped = 0
         for m in messages:
             for target in m.targets:
-                if (m.transition_id, target) in done:
+                pair = (m.transition_id, target)
+                if pair in done or pair in self._claimed:
                     skipped += 1
                     continue
-                done.add((m.transition_id, target))  # the same transition twice in one batch
+                self._claimed[pair] = None  # also covers the same transition twice in one batch
+                if len(self._claimed) > CLAIMED_MAX:
+                    self._claimed.popitem(last=False)
                 per_target.setdefault(target, []).append(m)
         results = await asyncio.gather(*(self._target(name, msgs) for name, msgs in per_target.items()))
         counts: dict[str, int] = {}
@@ -111,6 +128,10 @@ class Dispatcher:
         return {"messages": len(messages), "skipped": skipped, **counts}
 
     async def _target(self, name: str, messages: list[Message]) -> list[str]:
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            return await self._in_order(name, messages)
+
+    async def _in_order(self, name: str, messages: list[Message]) -> list[str]:
         outcomes = []
         for m in messages:
             outcome = await self._one(name, self.rules.targets.get(name), m)
