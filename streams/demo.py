@@ -49,18 +49,24 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 def alert_line(rec: Any) -> str:
     """One line per received webhook delivery (rich markup)."""
+    from rich.markup import escape
+
     doc = rec.json()
     d = doc.get("data", {})
     kind = doc.get("type", "?").removeprefix("alert.")
     colour = {"firing": "bold red", "resolved": "bold green", "severity": "bold yellow"}.get(kind, "bold")
     check = "signature verified" if rec.verified else "SIGNATURE INVALID"
     share = d.get("negative_share")
+    # Values come from the stream (entity names): escaped, so "[" in a name is text, not markup.
     return (
-        f"[{colour}]ALERT {kind.upper()}[/{colour}] {d.get('rule_id')} {d.get('dim')}={d.get('value')} "
-        f"severity={d.get('severity')} negative share {share:.0%} of {d.get('volume')} events in {d.get('window')} "
-        f"(webhook-id {rec.msg_id}, {check})"
+        f"[{colour}]ALERT {kind.upper()}[/{colour}] "
+        + escape(
+            f"{d.get('rule_id')} {d.get('dim')}={d.get('value')} severity={d.get('severity')} "
+            f"negative share {share:.0%} of {d.get('volume')} events in {d.get('window')} "
+            f"(webhook-id {rec.msg_id}, {check})"
+        )
         if isinstance(share, int | float)
-        else f"[{colour}]{doc.get('type')}[/{colour}] ({check})"
+        else f"[{colour}]{escape(str(doc.get('type')))}[/{colour}] ({check})"
     )
 
 
@@ -291,6 +297,7 @@ def demo_command(
                     )
                 )
                 time.sleep(0.5)
+        console.print()
         _print_alerts(console, receiver)
         if keep_running:
             receiver.on_receive = lambda rec: console.print(alert_line(rec))
