@@ -165,19 +165,7 @@ def decide(
                 continue
             clear_since = state.clear_since or now
             if now - clear_since >= timedelta(seconds=rule.hold_s):
-                seq = state.seq + 1
-                tid = transition_id(key, state.first_seen, "resolved", state.severity, seq)
-                new = replace(
-                    state,
-                    state="resolved",
-                    resolved_at=now,
-                    clear_since=clear_since,
-                    seq=seq,
-                    transition="resolved",
-                    transition_id=tid,
-                    published=False,
-                    **observed,
-                )
+                new = replace(retire(replace(state, clear_since=clear_since), now), **observed)
             else:
                 # Observed values keep the episode's last active numbers (what the alert was about).
                 new = replace(state, clear_since=clear_since, transition="")
@@ -211,7 +199,7 @@ def decide(
 
 
 def retire(state: AlertState, now: datetime) -> AlertState:
-    """The ``resolved`` transition of a firing alert whose rule is gone or disabled."""
+    """The ``resolved`` transition of a firing alert (after its hold, or when its rule is gone)."""
     seq = state.seq + 1
     return replace(
         state,
