@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from typing import Any
 import click
 
 from streams.cli_errors import fail
+from streams.processes import stop_process
 from streams.replay import load_sample
 from streams.settings import Settings, load_settings
 from streams.stats import read_stats
@@ -192,12 +192,8 @@ def bench_pipeline_command(
         except TimeoutError as exc:
             fail(f"{exc}; worker log: {data_dir / 'worker.log'}")
         finally:
-            if worker is not None and worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+            if worker is not None:
+                stop_process(worker, 30)
             if server is not None:
                 server.stop()
     if json_out:

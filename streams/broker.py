@@ -27,6 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
 
+from streams.processes import stop_process
+
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST: Final = "127.0.0.1"
@@ -195,14 +197,7 @@ class EmbeddedBroker:
         proc, self.process = self.process, None
         code = None
         if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout_s)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            code = proc.returncode
+            code = stop_process(proc, timeout_s)
             log.info("broker=stopped pid=%d status=%s", proc.pid, code)
         if self._log_file is not None:
             self._log_file.close()

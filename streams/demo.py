@@ -32,6 +32,7 @@ from typing import Any
 import click
 
 from streams.cli_errors import fail
+from streams.processes import stop_process
 from streams.replay import TOPICS, Surge, load_sample, schedule, send_schedule
 from streams.settings import Settings, SettingsError, load_settings
 from streams.stats import read_stats
@@ -308,7 +309,7 @@ def demo_command(
             console.print(f"dashboard: {dashboard}")
             while worker.poll() is None:
                 time.sleep(1)
-        _stop_worker(worker)
+        stop_process(worker, 30)
         worker = None
         from streams.clickhouse import connect
 
@@ -320,7 +321,7 @@ def demo_command(
     except _Stop:
         console.print("stopping")
         if worker is not None and keep_running:
-            _stop_worker(worker)
+            stop_process(worker, 30)
             worker = None
             from streams.clickhouse import connect
 
@@ -333,7 +334,7 @@ def demo_command(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if worker is not None:
-            _stop_worker(worker)
+            stop_process(worker, 30)
         if server is not None:
             server.stop()
         receiver.stop()
@@ -365,16 +366,6 @@ def _print_alerts(console: Any, receiver: Any) -> None:
         "(an alert resolves once its window no longer shows the surge, plus its hold time: "
         "5m + 2m with the default rules; --keep-running to watch)"
     )
-
-
-def _stop_worker(worker: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
 
 
 if __name__ == "__main__":

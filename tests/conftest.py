@@ -13,6 +13,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
 
+@pytest.fixture(scope="module")
+def broker():
+    """A real tansu broker on a free loopback port, one per test module."""
+    from streams.broker import EmbeddedBroker, free_port
+
+    with EmbeddedBroker(port=free_port()) as b:
+        yield b
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory):
     """Train the sentiment model on a 48-example subset for 3 short epochs."""

@@ -34,14 +34,6 @@ from pipeline_harness import (
     wait_drained,
 )
 
-from streams.broker import EmbeddedBroker, free_port
-
-
-@pytest.fixture(scope="module")
-def broker():
-    with EmbeddedBroker(port=free_port()) as b:
-        yield b
-
 
 @pytest.fixture(scope="module")
 def local_runner():

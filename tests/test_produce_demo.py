@@ -11,16 +11,9 @@ from pathlib import Path
 import pytest
 from pipeline_harness import read_topic, settings_env, settings_from
 
-from streams.broker import EmbeddedBroker, free_port
 from streams.replay import Surge, load_sample, schedule
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def broker():
-    with EmbeddedBroker(port=free_port()) as b:
-        yield b
 
 
 @pytest.mark.parametrize("compression", ["zstd", "none"])
