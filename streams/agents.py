@@ -38,15 +38,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from streams.metrics import METRICS, Position
-from streams.records import InRecord, OutRecord
+from streams.records import MAX_RECORD_BYTES, InRecord, OutRecord
 from streams.settings import Settings
 
 log = logging.getLogger("moodwire.agents")
 
 Handler = Callable[[list[InRecord]], Awaitable[dict[str, Any] | None]]
-
-# Big enough for a DLQ copy of any record the broker accepted (the 5 MB test record included).
-MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -98,7 +95,6 @@ class App:
         self.settings = settings
         self.agents: list[Agent] = []
         self.producer: AIOKafkaProducer | None = None
-        self.committed: dict[str, int] = {}  # agent -> records committed (for stats)
         self._consumers: dict[str, AIOKafkaConsumer] = {}
         self.ready = asyncio.Event()  # set once the producer is up (App.send works)
         self._next: dict[tuple[str, str, int], int] = {}  # (agent, topic, partition) -> next offset
@@ -261,7 +257,8 @@ class App:
         fields, attempts = task.result()  # _until_done only ends by success or cancellation
         t1 = time.perf_counter()
         await self._commit(agent, consumer, batch)
-        self.committed[agent.name] = self.committed.get(agent.name, 0) + len(batch)
+        if not log.isEnabledFor(logging.INFO):
+            return
         extra = " ".join(f"{k}={v}" for k, v in (fields or {}).items())
         log.info(
             "agent=%s records=%d attempts=%d ms=%.1f commit_ms=%.1f %s",

@@ -11,15 +11,7 @@ from typing import Any
 
 import click
 
-from streams.cli_errors import fail
-from streams.settings import Settings, SettingsError, load_settings
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        fail(str(exc))
+from streams.cli_errors import fail, settings_or_fail
 
 
 @click.group("rules", context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,7 +28,7 @@ def rules_check(file: Path | None) -> None:
     """
     from streams.alerts.rules import DEFAULT_RULES, RulesError, load_rules
 
-    path = file or _settings().alerts_rules_file or DEFAULT_RULES
+    path = file or settings_or_fail().alerts_rules_file or DEFAULT_RULES
     try:
         rules = load_rules(path, os.environ)
     except RulesError as exc:
@@ -58,9 +50,9 @@ def alerts_group() -> None:
 def alerts_list(state: str | None, fmt: str, limit: int) -> None:
     """Show alert episodes, newest first (embedded ClickHouse: only while the worker is stopped)."""
     from streams.alerts.store import list_alerts
-    from streams.clickhouse import StorageError, connect
+    from streams.clickhouse import StorageError, connect, error_line
 
-    settings = _settings()
+    settings = settings_or_fail()
     try:
         client = connect(settings.effective_clickhouse_dsn, readonly=True)
         try:
@@ -71,7 +63,7 @@ def alerts_list(state: str | None, fmt: str, limit: int) -> None:
         hint = " (alerts list reads the embedded ClickHouse itself: stop the worker first)"
         fail(str(exc) + (hint if "in use by another process" in str(exc) else ""))
     except Exception as exc:  # e.g. the alerts table does not exist yet (no worker has run)
-        fail(f"cannot read alerts: {' '.join(str(exc).split())[:300]} (has a worker run migrations?)")
+        fail(f"cannot read alerts: {error_line(exc)} (has a worker run migrations?)")
     if fmt == "json":
         for row in rows:
             click.echo(json.dumps(row, default=str, ensure_ascii=False))
@@ -130,7 +122,7 @@ def alerts_test(target: str, max_age: float) -> None:
         payload_body,
     )
 
-    settings = _settings()
+    settings = settings_or_fail()
     try:
         rules = load_rules(settings.alerts_rules_file, os.environ)
     except RulesError as exc:

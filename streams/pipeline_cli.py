@@ -23,8 +23,7 @@ from uuid import UUID
 
 import click
 
-from streams.cli_errors import fail
-from streams.settings import Settings, SettingsError, load_settings
+from streams.cli_errors import fail, settings_or_fail
 
 EXIT_REFUSED = 2  # a write statement given to `query`
 
@@ -35,13 +34,6 @@ class _Stop(Exception):
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        fail(str(exc))
 
 
 async def _create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
@@ -82,7 +74,7 @@ def broker_command(host: str, port: int, ready_timeout: float, topics: bool, log
     """
     from streams.broker import BrokerError, EmbeddedBroker
 
-    settings = _settings()
+    settings = settings_or_fail()
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     broker = EmbeddedBroker(host, port, ready_timeout_s=ready_timeout, log_path=log_path)
     try:
@@ -150,7 +142,7 @@ def query_command(sql: str, fmt: str, dsn: str | None) -> None:
     """
     from streams.clickhouse import StorageError, check_read_only_sql, connect, query_readonly
 
-    settings = _settings(clickhouse_dsn=dsn)
+    settings = settings_or_fail(clickhouse_dsn=dsn)
     try:
         check_read_only_sql(sql)
     except StorageError as exc:

@@ -19,10 +19,10 @@ from typing import BinaryIO
 import click
 
 from streams.cli_errors import fail
+from streams.records import MAX_RECORD_BYTES
 from streams.settings import Settings, SettingsError, load_settings
 
 COMPRESSION = ("none", "gzip", "snappy", "lz4", "zstd")
-MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 def record_key(line: bytes) -> bytes | None:
@@ -74,7 +74,7 @@ async def produce_lines(
         acks="all",
         enable_idempotence=False,
         compression_type=None if compression == "none" else compression,
-        max_request_size=MAX_REQUEST_BYTES,
+        max_request_size=MAX_RECORD_BYTES,
         linger_ms=10,
     )
     await producer.start()

@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+# Producer and fetch limit: big enough for a DLQ copy of any record the broker accepted
+# (the 5 MB test record included).
+MAX_RECORD_BYTES: Final = 16 * 1024 * 1024
+
 # Headers on DLQ records (the value stays the producer's original bytes).
 H_REASON: Final = "moodwire-reason"
 H_DETAIL: Final = "moodwire-detail"

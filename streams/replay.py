@@ -93,13 +93,14 @@ async def send_schedule(
     """Publish each record at its scheduled time (relative to now); returns when all are acknowledged."""
     from aiokafka import AIOKafkaProducer
 
-    from streams.produce_cli import MAX_REQUEST_BYTES, record_key
+    from streams.produce_cli import record_key
+    from streams.records import MAX_RECORD_BYTES
 
     producer = AIOKafkaProducer(
         **settings.kafka_client_kwargs(),
         acks="all",
         enable_idempotence=False,
-        max_request_size=MAX_REQUEST_BYTES,
+        max_request_size=MAX_RECORD_BYTES,
     )
     await producer.start()
     t0 = time.monotonic()

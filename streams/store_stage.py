@@ -9,7 +9,6 @@ is pure and tested without ClickHouse.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,9 +66,3 @@ class ClickHouseSink:
             raise StorageError(f"insert refused: fault injection file {self.fault_file} exists")
         # chDB has no async client: the insert runs in a worker thread (Database serializes it).
         return await self.db.run(insert_scored, rows)
-
-
-def latencies_ms(input_ts_ms: Sequence[int], now_ms: float | None = None) -> list[float]:
-    """End-to-end latency of each row: from the input record's timestamp to now (rows visible)."""
-    now = time.time() * 1000 if now_ms is None else now_ms
-    return [now - ts for ts in input_ts_ms]

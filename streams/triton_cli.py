@@ -13,13 +13,13 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
 
 from streams.cli_errors import fail
+from streams.stats import rss_bytes
 
 URL_ENV = "MOODWIRE_TRITON_URL"
 
@@ -114,13 +114,6 @@ def make_triton_runner(url: str | None = None) -> Any:
         fail(f"{exc} (start one with `moodwire triton serve` or set {URL_ENV})")
 
 
-def _rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def run_triton_bench(
     batch_sizes: Sequence[int], seconds: float, artifacts: str | None = None
 ) -> list[dict[str, Any]]:
@@ -144,11 +137,11 @@ def run_triton_bench(
     try:
         if not external:
             server = TritonServer("cpu", artifacts, free_ports()).start()
-        rss0 = _rss_bytes()
+        rss0 = rss_bytes()
         # max_batch=32: the same length-bucket size the entry model uses, so
         # both backends run identical ONNX batches.
         local = LocalRunner(artifacts, max_batch=32)
-        local_rss = _rss_bytes() - rss0
+        local_rss = rss_bytes() - rss0
         remote = TritonRunner(server.grpc_url if server else triton_url())
     except (TritonServerError, TritonError) as exc:
         if server is not None:

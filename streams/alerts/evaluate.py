@@ -75,10 +75,6 @@ class Decision:
 
     state: AlertState
 
-    @property
-    def is_transition(self) -> bool:
-        return bool(self.state.transition)
-
 
 def dedupe_key(rule_id: str, dim: str, value: str) -> str:
     return f"{rule_id}|{dim}={value}"

@@ -123,7 +123,7 @@ class Evaluator:
                 "alerts=republish transitions=%d (recorded before a crash, not yet produced)", len(pending)
             )
             await self.publish(pending)
-            states = await db.run(store.load_states, [r.id for r in rules])
+            states.update({(s.rule_id, s.value): replace(s, published=True) for s in pending})
         now = now or datetime.now(UTC)
         rows: list[AlertState] = await self.orphans(now)
         for rule in rules:

@@ -211,7 +211,6 @@ async def deliver(
     d: Delivery,
     policy: RetryPolicy | None = None,
     bucket: TokenBucket | None = None,
-    stop: asyncio.Event | None = None,
 ) -> Outcome:
     """Deliver ``d`` until a 2xx, a final 4xx, or ``max_age``; never raises for HTTP/network errors."""
     policy = policy or RetryPolicy()
@@ -284,15 +283,7 @@ async def deliver(
         if left <= 0:
             continue
         delay = min(delay, left + 0.01)
-        if stop is not None:
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                pass
-            else:
-                raise asyncio.CancelledError("stopping")
-        else:
-            await asyncio.sleep(delay)
+        await asyncio.sleep(delay)
 
 
 def payload_body(payload: dict[str, Any], fmt: str) -> bytes:
