@@ -292,7 +292,7 @@ class App:
                     type(exc).__name__,
                     " ".join(str(exc).split())[:300],
                 )
-                await _sleep_unless(stop, delay)
+                await sleep_unless(stop, delay)
                 if stop.is_set():
                     raise asyncio.CancelledError from None
 
@@ -308,7 +308,7 @@ class App:
             except KafkaError as exc:
                 delay = backoff_s(attempt, self.settings.retry_max_backoff_s)
                 log.warning("agent=%s status=%s_failed attempt=%d error=%s", agent.name, what, attempt, exc)
-                await _sleep_unless(stop, delay)
+                await sleep_unless(stop, delay)
                 if stop.is_set():
                     raise asyncio.CancelledError from None
 
@@ -324,6 +324,7 @@ class App:
             log.warning("agent=%s status=commit_failed records=%d error=%s", agent.name, len(batch), exc)
 
 
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``stop`` is set meanwhile."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)

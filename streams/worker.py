@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from inference.runner import Runner
-from streams.agents import App, backoff_s
+from streams.agents import App, backoff_s, sleep_unless
 from streams.app import build_app
 from streams.clickhouse import connect, migrate
 from streams.db import Database
@@ -117,8 +117,7 @@ async def wait_for(what: str, open_fn: Callable[[], T], stop: asyncio.Event, cap
                 type(exc).__name__,
                 " ".join(str(exc).split())[:300],
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            await sleep_unless(stop, delay)
     return None
 
 
@@ -212,8 +211,7 @@ async def _side(service: Service, ctx: WorkerContext, stop: asyncio.Event) -> No
         except Exception:
             attempt += 1
             log.exception("service=%s status=crashed attempt=%d", name, attempt)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff_s(attempt, ctx.settings.retry_max_backoff_s))
+            await sleep_unless(stop, backoff_s(attempt, ctx.settings.retry_max_backoff_s))
 
 
 async def _until(stop: asyncio.Event, action: Callable[[], Any], what: str, cap: float) -> None:
@@ -228,8 +226,7 @@ async def _until(stop: asyncio.Event, action: Callable[[], Any], what: str, cap:
             log.warning(
                 "dependency=%s status=waiting attempt=%d error=%s: %s", what, attempt, type(exc).__name__, exc
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            await sleep_unless(stop, delay)
 
 
 async def _write_stats(stats: WorkerStats, stop: asyncio.Event, every_s: float = 1.0) -> None:
@@ -237,5 +234,4 @@ async def _write_stats(stats: WorkerStats, stop: asyncio.Event, every_s: float =
         t0 = time.monotonic()
         with contextlib.suppress(OSError):
             stats.write()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), max(0.0, every_s - (time.monotonic() - t0)))
+        await sleep_unless(stop, max(0.0, every_s - (time.monotonic() - t0)))

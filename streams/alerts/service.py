@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.agents import backoff_s
+from streams.agents import backoff_s, sleep_unless
 from streams.alerts import store
 from streams.alerts.evaluate import AlertState, decide, retire
 from streams.alerts.payload import transition_record
@@ -80,8 +80,7 @@ class Leadership:
                 log.warning(
                     "alerts=leader status=error attempt=%d backoff_s=%.1f error=%s", attempt, delay, exc
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                await sleep_unless(stop, delay)
             finally:
                 self._set(False)
                 with contextlib.suppress(Exception):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,7 @@ async def web_service(ctx: WorkerContext, stop: asyncio.Event) -> None:
         return
     from aiohttp import web
 
+    from streams.agents import sleep_unless
     from streams.web.api import build_app
 
     runner = web.AppRunner(build_app(ctx), access_log=None, handle_signals=False)
@@ -46,8 +46,7 @@ async def web_service(ctx: WorkerContext, stop: asyncio.Event) -> None:
                     wait_s,
                     exc.strerror or exc,
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait_s)
+                await sleep_unless(stop, wait_s)
                 wait_s = min(wait_s * 2, BIND_RETRY_S[1])
         else:
             return
