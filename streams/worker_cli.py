@@ -1,4 +1,4 @@
-"""``moodwire worker``: run the streaming agents (classify, store) until SIGINT/SIGTERM."""
+"""``moodwire worker``: run the agents, alert evaluator and web API until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -31,10 +31,12 @@ from streams.settings import SettingsError, load_settings
 def worker_command(
     runner: str | None, batch_size: int | None, batch_max_wait_ms: int | None, log_level: str
 ) -> None:
-    """Run the classify and store agents: text-events -> Triton -> scored-events -> ClickHouse.
+    """Run the pipeline: text-events -> Triton -> scored-events -> ClickHouse, plus alerts and the web API.
 
     At-least-once: a batch's offsets are committed only after its outputs are
     durable; an unavailable Triton or ClickHouse pauses the stream with backoff.
+    Alert rules are evaluated every MOODWIRE_ALERTS_INTERVAL_S and delivered to
+    webhooks; the dashboard and API listen on MOODWIRE_WEB_HOST:MOODWIRE_WEB_PORT.
     """
     from streams.worker import run_worker
 
