@@ -1,0 +1,45 @@
+"""Agreement between the two annotation passes over our news labels.
+
+The first pass labelled every text; a second annotator labelled a random 300
+of them blind (``inference/data/news_labels_second.tsv``).  Cohen's kappa per
+task says how far the labels are reproducible, so how far any score on them
+can be trusted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from inference.contract import TASKS
+from inference.corpora import NEWS_LABELS, NEWS_SECOND_PASS, read_labels
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
+    """Agreement beyond chance: (p_observed - p_chance) / (1 - p_chance)."""
+    if len(a) != len(b) or not a:
+        raise ValueError("kappa needs two equally long, non-empty label lists")
+    n = len(a)
+    observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
+    ca, cb = Counter(a), Counter(b)
+    chance = sum(ca[k] * cb[k] for k in ca) / (n * n)
+    return 1.0 if chance == 1 else (observed - chance) / (1 - chance)
+
+
+def agreement(first: Path = NEWS_LABELS, second: Path = NEWS_SECOND_PASS) -> dict[str, dict[str, float]]:
+    gold = {r["id"]: r for r in read_labels(first)}
+    rows = read_labels(second)
+    unknown = [r["id"] for r in rows if r["id"] not in gold]
+    if unknown:
+        raise ValueError(f"{second}: {len(unknown)} ids are not in {first.name}, e.g. {unknown[0]}")
+    out = {}
+    for task in TASKS:
+        a = [gold[r["id"]][task] for r in rows]
+        b = [r[task] for r in rows]
+        out[task] = {
+            "n": len(rows),
+            "agreement": round(sum(x == y for x, y in zip(a, b, strict=True)) / len(rows), 4),
+            "kappa": round(cohen_kappa(a, b), 4),
+        }
+    return out
