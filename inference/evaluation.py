@@ -60,3 +60,25 @@ def vader_labels(texts: Sequence[str]) -> list[str]:
         c = analyzer.polarity_scores(text)["compound"]
         out.append("positive" if c >= 0.05 else "negative" if c <= -0.05 else "neutral")
     return out
+
+
+def polarity_report(
+    y_true: Sequence[str], p_negative: Sequence[float], p_positive: Sequence[float]
+) -> dict[str, Any]:
+    """Binary accuracy on texts whose gold label is negative or positive: the
+    prediction is whichever of P(negative) and P(positive) is larger."""
+    rows = [
+        (t, "positive" if pp > pn else "negative")
+        for t, pn, pp in zip(y_true, p_negative, p_positive, strict=True)
+        if t != "neutral"
+    ]
+    correct = sum(t == p for t, p in rows)
+    return {"n": len(rows), "accuracy": round(correct / len(rows), 4) if rows else float("nan")}
+
+
+def vader_polarity(texts: Sequence[str]) -> list[tuple[float, float]]:
+    """VADER's (neg, pos) scores, for the binary-polarity baseline."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    return [(s["neg"], s["pos"]) for s in map(analyzer.polarity_scores, texts)]

@@ -24,20 +24,21 @@ def broker():
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory):
-    """Train the sentiment model on a 48-example subset for 3 short epochs."""
-    from inference.training import TrainConfig, load_dataset, train
+    """Train the multi-task model on 16 examples per domain for 3 short epochs."""
+    from inference.training import DOMAINS, TrainConfig, prepare, train
 
     out = tmp_path_factory.mktemp("tiny-run")
     cfg = TrainConfig(
-        task="sentiment",
         out_dir=str(out),
         epochs=3,
         batch_size=8,
         lr=3e-4,
-        limit=48,
+        limit=16,
         patience=10,
         warmup_frac=0.0,
+        domain_weights=dict.fromkeys(DOMAINS, 1.0),
+        device="cpu",
     )
-    ds = load_dataset(cfg)
-    result = train(cfg, ds)
-    return cfg, ds, result
+    arrays = prepare(cfg)
+    result = train(cfg, arrays)
+    return cfg, arrays, result

@@ -1,4 +1,4 @@
-"""The training loop on a tiny subset: loss falls, outputs are resumable."""
+"""The multi-task training loop on a tiny subset: loss falls, outputs resume, data stays apart."""
 
 from __future__ import annotations
 
@@ -7,10 +7,22 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from inference.contract import LABELS
-from inference.training import TrainConfig, class_weights, length_bucketed_batches, train
+from inference.contract import LABELS, TASKS
+from inference.training import (
+    DOMAINS,
+    TrainConfig,
+    class_weights,
+    epoch_sample,
+    length_bucketed_batches,
+    macro_f1,
+    polarity_accuracy,
+    train,
+    unpack,
+    validation_scores,
+)
 
 
 def test_loss_falls_and_best_model_saved(tiny_run):
@@ -18,42 +30,93 @@ def test_loss_falls_and_best_model_saved(tiny_run):
     losses = [h.train_loss for h in result.history]
     assert len(losses) == 3
     assert losses[-1] < losses[0], losses
-    config = json.loads((result.best_dir / "config.json").read_text())
-    assert [config["id2label"][str(i)] for i in range(3)] == list(LABELS["sentiment"])
+    meta = json.loads((result.best_dir / "multitask.json").read_text())
+    assert meta["labels"] == {task: list(LABELS[task]) for task in TASKS}
     assert (result.best_dir / "tokenizer.json").is_file()
+    assert (result.best_dir / "heads.pt").is_file()
+    assert set(result.history[0].val) >= {"news_sentiment_f1", "news_topic_acc", "bbc_topic_acc", "selection"}
 
 
 def test_resume_continues_after_last_epoch(tiny_run):
-    cfg, ds, first = tiny_run
-    more = replace(cfg, epochs=4)
-    result = train(more, ds)
+    cfg, arrays, first = tiny_run
+    result = train(replace(cfg, epochs=4), arrays)
     assert [h.epoch for h in result.history] == [1, 2, 3, 4]
     # the first three epochs were not re-run: their records are unchanged
     assert result.history[:3] == first.history
 
 
 def test_resume_refuses_a_different_configuration(tiny_run):
-    cfg, ds, _ = tiny_run
+    cfg, arrays, _ = tiny_run
     with pytest.raises(ValueError, match="different configuration"):
-        train(replace(cfg, lr=1e-5), ds)
+        train(replace(cfg, lr=1e-5), arrays)
 
 
-def test_unknown_task_is_rejected(tmp_path: Path):
-    with pytest.raises(ValueError, match="unknown task"):
-        TrainConfig(task="emotion", out_dir=str(tmp_path))
+def test_pack_holds_train_and_val_only_with_every_domain(tiny_run):
+    cfg, arrays, _ = tiny_run
+    assert not any(k.startswith("test") for k in arrays)
+    for split in ("train", "val"):
+        assert sorted(set(arrays[f"{split}_domain"].tolist())) == list(range(len(DOMAINS)))
+        seqs = unpack(arrays, split)
+        assert all(1 < len(s) <= cfg.max_length for s in seqs)
+    # tweets carry no topic, BBC articles no sentiment: their other loss is masked (-1)
+    dom = arrays["train_domain"]
+    assert (arrays["train_topic"][dom == DOMAINS.index("tweets")] == -1).all()
+    assert (arrays["train_sentiment"][dom == DOMAINS.index("bbc")] == -1).all()
+    assert (arrays["train_sentiment"][dom == DOMAINS.index("news")] >= 0).all()
+
+
+def test_unknown_domain_weight_is_rejected(tmp_path: Path):
+    with pytest.raises(ValueError, match="unknown domain"):
+        TrainConfig(out_dir=str(tmp_path), domain_weights={"emails": 2.0})
+
+
+def test_epoch_sample_repeats_by_domain_weight():
+    domains = [0] * 100 + [2] * 1000  # news, imdb
+    rng = random.Random(0)
+    sample = epoch_sample(domains, {"news": 3.0, "imdb": 0.25}, rng)
+    news = sum(1 for i in sample if i < 100)
+    imdb = len(sample) - news
+    assert news == 300
+    assert 200 < imdb < 300  # a fresh ~quarter each epoch
 
 
 def test_length_buckets_hold_similar_lengths_and_cover_everything():
     rng = random.Random(0)
     lengths = [rng.randint(3, 120) for _ in range(1000)]
     batches = length_bucketed_batches(lengths, 16, random.Random(1), pool=10)
-    flat = sorted(i for b in batches for i in b)
-    assert flat == list(range(1000))
+    assert sorted(i for b in batches for i in b) == list(range(1000))
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
     assert spread < 20  # random batches would spread ~100 tokens
 
 
-def test_class_weights_favour_rare_classes():
-    w = class_weights([0] * 90 + [1] * 10, 2)
+def test_class_weights_favour_rare_classes_and_skip_unlabelled():
+    w = class_weights([0] * 90 + [1] * 10 + [-1] * 500, 2)
     assert w[1] > w[0]
     assert abs(sum(w) / 2 - 1.0) < 1e-9
+    assert w == class_weights([0] * 90 + [1] * 10, 2)
+
+
+def test_metrics():
+    truth = np.array([0, 0, 1, 2])
+    assert macro_f1(truth, truth, 3) == 1.0
+    assert macro_f1(truth, np.array([0, 0, 0, 0]), 3) == pytest.approx((2 * 2 / (4 + 2) + 0 + 0) / 3)
+    probs = np.array([[0.6, 0.1, 0.3], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8]])
+    # gold neutral rows are left out; the middle row counts as positive (0.3 > 0.2)
+    assert polarity_accuracy(np.array([0, 1, 2]), probs) == 1.0
+    assert polarity_accuracy(np.array([2, 0, 0]), probs) == 0.0
+
+
+def test_validation_scores_average_the_domains():
+    arrays = {
+        "val_domain": np.array([DOMAINS.index("news")] * 2 + [DOMAINS.index("bbc")] * 2),
+        "val_sentiment": np.array([0, 2, -1, -1]),
+        "val_topic": np.array([0, 5, 3, 3]),
+    }
+    probs = {
+        "sentiment": np.eye(3, dtype=np.float32)[[0, 2, 1, 1]],
+        "topic": np.eye(6, dtype=np.float32)[[0, 5, 3, 4]],
+    }
+    scores = validation_scores(arrays, probs)
+    assert scores["news_topic_acc"] == 1.0
+    assert scores["bbc_topic_acc"] == 0.5
+    assert scores["selection"] == pytest.approx((scores["news_sentiment_f1"] + 1.0 + 0.5) / 3, abs=1e-4)

@@ -1,0 +1,131 @@
+"""Test reports per domain for the multi-task model, next to VADER, with the targets.
+
+``domain_reports`` runs any predictor (PyTorch or ONNX: texts in, per-task
+probabilities out) over each domain's held-out test split once and reports
+what the product promises: news sentiment and topic, tweet sentiment, review
+polarity, BBC topic and how often out-of-taxonomy reviews get ``other``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from inference.contract import LABELS, SENTIMENT, TOPIC
+from inference.corpora import Corpus
+from inference.datasets import headline_view
+from inference.evaluation import classification_report, polarity_report, vader_labels, vader_polarity
+
+Predict = Callable[[list[str]], dict[str, np.ndarray]]
+
+# (report path, comparison, bound): what issue #10 asks of the model.
+TARGETS: tuple[tuple[str, str, float], ...] = (
+    ("news.sentiment.macro_f1", ">=", 0.75),
+    ("news.sentiment_over_vader", ">=", 0.15),
+    ("news.sentiment.per_class.positive.recall", ">=", 0.70),
+    ("news.sentiment.per_class.negative.recall", ">=", 0.70),
+    ("news.topic.accuracy", ">=", 0.85),
+    ("tweets.sentiment.macro_f1", ">=", 0.78),
+    ("reviews.polarity.accuracy", ">=", 0.90),
+    ("bbc.topic.accuracy", ">=", 0.96),
+)
+
+
+def _labels(probs: np.ndarray, task: str) -> list[str]:
+    return [LABELS[task][i] for i in probs.argmax(-1)]
+
+
+def domain_reports(corpus: Corpus, predict: Predict) -> dict[str, Any]:
+    neg, pos = LABELS[SENTIMENT].index("negative"), LABELS[SENTIMENT].index("positive")
+    report: dict[str, Any] = {}
+
+    news = corpus.domain("test", "news")
+    texts = [x.text for x in news]
+    p = predict(texts)
+    sent = classification_report(
+        [x.sentiment for x in news], _labels(p[SENTIMENT], SENTIMENT), LABELS[SENTIMENT]
+    )
+    vader = classification_report([x.sentiment for x in news], vader_labels(texts), LABELS[SENTIMENT])
+    report["news"] = {
+        "sentiment": sent,
+        "sentiment_vader": vader,
+        "sentiment_over_vader": round(sent["macro_f1"] - vader["macro_f1"], 4),
+        "topic": classification_report([x.topic for x in news], _labels(p[TOPIC], TOPIC), LABELS[TOPIC]),
+    }
+
+    tweets = corpus.domain("test", "tweets")
+    texts = [x.text for x in tweets]
+    p = predict(texts)
+    truth = [x.sentiment for x in tweets]
+    report["tweets"] = {
+        "sentiment": classification_report(truth, _labels(p[SENTIMENT], SENTIMENT), LABELS[SENTIMENT]),
+        "sentiment_vader": classification_report(truth, vader_labels(texts), LABELS[SENTIMENT]),
+    }
+
+    reviews: dict[str, Any] = {}
+    pooled_truth: list[str] = []
+    pooled = {"model": ([], []), "vader": ([], [])}
+    for name in ("imdb", "drugs", "rt"):
+        rows = corpus.domain("test", name)
+        texts = [x.text for x in rows]
+        truth = [x.sentiment for x in rows]
+        probs = predict(texts)[SENTIMENT]
+        vp = vader_polarity(texts)
+        reviews[name] = {
+            "polarity": polarity_report(truth, probs[:, neg], probs[:, pos]),
+            "polarity_vader": polarity_report(truth, [v[0] for v in vp], [v[1] for v in vp]),
+        }
+        if name == "drugs":
+            reviews[name]["sentiment"] = classification_report(
+                truth, _labels(probs, SENTIMENT), LABELS[SENTIMENT]
+            )
+            topics = _labels(predict(texts)[TOPIC], TOPIC)
+            reviews[name]["topic_other_share"] = round(topics.count("other") / len(topics), 4)
+        if name in ("imdb", "drugs"):  # the issue's review test set: held-out IMDB + drug reviews
+            pooled_truth += truth
+            pooled["model"][0].extend(probs[:, neg])
+            pooled["model"][1].extend(probs[:, pos])
+            pooled["vader"][0].extend(v[0] for v in vp)
+            pooled["vader"][1].extend(v[1] for v in vp)
+    reviews["polarity"] = polarity_report(pooled_truth, *pooled["model"])
+    reviews["polarity_vader"] = polarity_report(pooled_truth, *pooled["vader"])
+    report["reviews"] = reviews
+
+    bbc = corpus.domain("test", "bbc")
+    truth = [x.topic for x in bbc]
+    report["bbc"] = {
+        "topic": classification_report(
+            truth, _labels(predict([x.text for x in bbc])[TOPIC], TOPIC), LABELS[TOPIC]
+        ),
+        "topic_headline_view": classification_report(
+            truth, _labels(predict([headline_view(x.text) for x in bbc])[TOPIC], TOPIC), LABELS[TOPIC]
+        ),
+    }
+    report["targets"] = check_targets(report)
+    return report
+
+
+def _get(report: dict[str, Any], path: str) -> float:
+    node: Any = report
+    for part in path.split("."):
+        node = node[part]
+    return float(node)
+
+
+def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for path, op, bound in TARGETS:
+        value = _get(report, path)
+        out.append({"metric": path, "value": value, "target": f"{op} {bound}", "met": value >= bound})
+    return out
+
+
+def format_targets(targets: list[dict[str, Any]]) -> str:
+    lines = ["| metric | value | target | met |", "|---|---|---|---|"]
+    lines += [
+        f"| {t['metric']} | {t['value']:.4f} | {t['target']} | {'yes' if t['met'] else 'NO'} |"
+        for t in targets
+    ]
+    return "\n".join(lines)
