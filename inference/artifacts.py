@@ -1,9 +1,12 @@
-"""Model artefacts on disk: one directory per task with ONNX files and metadata.
+"""Model artefact on disk: the one multi-task model's ONNX files and metadata.
 
-``inference/artifacts/<task>/`` holds what serving needs and is committed:
-``model.int8.onnx``, ``tokenizer.json``, ``model.json`` and ``MODEL_CARD.md``.
-``model.fp32.onnx`` (input to TensorRT builds and the fp32 benchmark) is made
-by ``moodwire export`` and not committed (too large for the repo budget).
+``inference/artifacts/moodwire/`` holds what serving needs and is committed:
+``model.int8.onnx`` (static int8: calibrated activation scales, so a text's
+scores never depend on its batch-mates), ``tokenizer.json``, ``model.json``
+and ``MODEL_CARD.md``.  ``model.fp32.onnx`` (input to TensorRT builds and the
+fp32 benchmark) is made by ``moodwire export`` and not committed (too large
+for the repo budget).  ``load_artifact`` checks ``model.json`` against
+``inference/contract.py`` so a label index means the same thing everywhere.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.contract import LABELS, TASKS
+from inference.contract import LABELS, MAX_LENGTH, MODEL_NAME, OUTPUTS, TASKS
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 PRECISIONS = ("int8", "fp32")
@@ -25,11 +28,14 @@ class ArtifactError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelArtifact:
-    task: str
+    """The multi-task model: one encoder, one probability output per task."""
+
     directory: Path
-    labels: tuple[str, ...]
-    max_length: int
     version: str
+    labels: dict[str, tuple[str, ...]]  # task -> labels in index order
+    outputs: dict[str, str]  # task -> ONNX / Triton output tensor name
+    max_length: int
+    truncation_head: int  # tokens kept from a long text's start (the rest from its end)
     pad_id: int
     meta: dict[str, Any]
 
@@ -37,38 +43,78 @@ class ModelArtifact:
     def tokenizer_file(self) -> Path:
         return self.directory / "tokenizer.json"
 
+    @property
+    def model_versions(self) -> dict[str, str]:
+        # One model scores both tasks; scored events keep one entry per task
+        # so stored rows keep their shape.
+        return {task: self.version for task in self.labels}
+
+    @property
+    def serve(self) -> str:
+        """The precision model.json says to serve (int8 unless it says otherwise)."""
+        return str(self.meta.get("serve", "int8"))
+
     def onnx_file(self, precision: str = "int8") -> Path:
         if precision not in PRECISIONS:
             raise ArtifactError(f"unknown precision {precision!r}: expected int8 or fp32")
-        path = self.directory / f"model.{precision}.onnx"
+        name = self.meta.get("files", {}).get(precision, f"model.{precision}.onnx")
+        path = self.directory / name
         if not path.is_file():
             hint = " (fp32 is not committed: run `moodwire export` to make it)" if precision == "fp32" else ""
             raise ArtifactError(f"{path} not found{hint}")
         return path
 
 
-def load_artifact(task: str, root: Path | str | None = None) -> ModelArtifact:
-    """Read ``<root>/<task>/model.json`` and check it against the contract."""
-    if task not in TASKS:
-        raise ArtifactError(f"unknown task {task!r}")
-    directory = Path(root or ARTIFACTS_DIR) / task
+def artifact_directory(root: Path | str | None = None) -> Path:
+    """``<root>/moodwire``; a root that is itself a model directory is taken as is."""
+    base = Path(root or ARTIFACTS_DIR)
+    if not (base / MODEL_NAME).is_dir() and (base / "model.json").is_file():
+        return base
+    return base / MODEL_NAME
+
+
+def load_artifact(root: Path | str | None = None) -> ModelArtifact:
+    """Read ``<root>/moodwire/model.json`` and check it against the contract."""
+    directory = artifact_directory(root)
     meta_file = directory / "model.json"
     if not meta_file.is_file():
-        raise ArtifactError(f"{meta_file} not found: train and export the {task} model first")
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    labels = tuple(meta["labels"])
-    if labels != LABELS[task]:
+        raise ArtifactError(f"{meta_file} not found: train and export the {MODEL_NAME} model first")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        tasks = meta["tasks"]
+        version = str(meta["version"])
+        max_length = int(meta["max_length"])
+    except (ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(
-            f"{meta_file}: labels {list(labels)} differ from the contract {list(LABELS[task])}"
-        )
-    if meta.get("task") != task:
-        raise ArtifactError(f"{meta_file}: task is {meta.get('task')!r}, expected {task!r}")
+            f"{meta_file}: not a {MODEL_NAME} model.json ({type(exc).__name__}: {exc})"
+        ) from None
+    if set(tasks) != set(TASKS):
+        raise ArtifactError(f"{meta_file}: tasks {sorted(tasks)} differ from the contract {sorted(TASKS)}")
+    labels: dict[str, tuple[str, ...]] = {}
+    outputs: dict[str, str] = {}
+    for task in TASKS:
+        spec = tasks[task]
+        labels[task] = tuple(spec.get("labels", ()))
+        if labels[task] != LABELS[task]:
+            raise ArtifactError(
+                f"{meta_file}: {task} labels {list(labels[task])} differ from the contract {list(LABELS[task])}"
+            )
+        outputs[task] = str(spec.get("output"))
+        if outputs[task] != OUTPUTS[task]:
+            raise ArtifactError(
+                f"{meta_file}: {task} output {outputs[task]!r} differs from the contract {OUTPUTS[task]!r}"
+            )
+    # Serving pads per batch up to max_length; the TensorRT profiles and the
+    # Triton contract are built for MAX_LENGTH, so a longer model cannot serve.
+    if not 1 <= max_length <= MAX_LENGTH:
+        raise ArtifactError(f"{meta_file}: max_length {max_length} outside 1..{MAX_LENGTH} (the contract)")
     return ModelArtifact(
-        task=task,
         directory=directory,
+        version=version,
         labels=labels,
-        max_length=int(meta["max_length"]),
-        version=str(meta["version"]),
+        outputs=outputs,
+        max_length=max_length,
+        truncation_head=int(meta.get("truncation_head", max_length)),
         pad_id=int(meta.get("pad_id", 0)),
         meta=meta,
     )

@@ -3,7 +3,7 @@
 Runs the ``tritonserver`` binary bundled in the ``nvidia-pytriton`` wheel
 (python backend only, CPU) or one on ``PATH``.  The committed repositories in
 ``triton_models/`` are templates: ``render_repository`` copies one into a
-work directory, fills in the artefact root and model versions, and puts
+work directory, fills in the model directory and version, and puts
 ``contract.json`` beside the models.  ``TritonServer`` prepares the python
 backend for the running interpreter, starts the server in its own process
 group (it dies with us, even on SIGKILL), waits until every model is ready,
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference.artifacts import ARTIFACTS_DIR, ArtifactError, load_artifact
-from inference.contract import TASKS
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent / "triton_models"
 CONTRACT_FILE = REPOSITORY_ROOT / "contract.json"
@@ -81,20 +80,21 @@ def resolve_repository(repository: str) -> Path:
 
 
 def render_repository(template: Path, dest: Path, artifacts: Path | str | None = None) -> Path:
-    """Copy ``template`` to ``dest`` with ``@ARTIFACTS@`` and versions filled in.
+    """Copy ``template`` to ``dest`` with the model directory and version filled in.
 
-    Artefacts are referenced by absolute path, not copied: the int8 models are
-    tens of MB and the rendered repository is thrown away at shutdown.
+    ``@ARTIFACT_DIR@`` becomes the absolute path of the model directory
+    (``<artifacts>/moodwire``) and ``@ARTIFACT_VERSION@`` its model.json
+    version.  The artefact is referenced, not copied: the ONNX file is tens
+    of MB and the rendered repository is thrown away at shutdown.
     """
-    root = Path(artifacts or ARTIFACTS_DIR).resolve()
     try:
-        versions = {task: load_artifact(task, root).version for task in TASKS}
+        artifact = load_artifact(Path(artifacts or ARTIFACTS_DIR).resolve())
     except ArtifactError as exc:
         raise TritonServerError(str(exc)) from None
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(template, dest, symlinks=False, ignore=shutil.ignore_patterns("__pycache__"))
-    substitutions = {"@ARTIFACTS@": str(root)} | {f"@{t.upper()}_VERSION@": v for t, v in versions.items()}
+    substitutions = {"@ARTIFACT_DIR@": str(artifact.directory), "@ARTIFACT_VERSION@": artifact.version}
     for config in dest.glob("*/config.pbtxt"):
         text = config.read_text(encoding="utf-8")
         for key, value in substitutions.items():

@@ -138,18 +138,16 @@ def run_triton_bench(
         if not external:
             server = TritonServer("cpu", artifacts, free_ports()).start()
         rss0 = rss_bytes()
-        # max_batch=32: the same length-bucket size the entry model uses, so
-        # both backends run identical ONNX batches.
-        local = LocalRunner(artifacts, max_batch=32)
+        local = LocalRunner(artifacts)
         local_rss = rss_bytes() - rss0
         remote = TritonRunner(server.grpc_url if server else triton_url())
     except (TritonServerError, TritonError) as exc:
         if server is not None:
             server.stop()
         fail(str(exc))
-    tokenizer = local.models["sentiment"].tokenizer
+    tokenizer = local.model.tokenizer
     results: list[dict[str, Any]] = []
-    table = Table(title="local ONNX Runtime vs Triton (CPU repository), sentiment + topic per text")
+    table = Table(title="local ONNX Runtime vs Triton (CPU repository), one multi-task pass per text")
     for col in ("input", "batch", "backend", "texts/s", "tokens/s", "p50 ms", "p99 ms", "triton/local"):
         table.add_column(col, justify="right")
     try:

@@ -30,7 +30,10 @@ def test_classify_arguments():
     for o in out:
         assert set(o) >= {"text", "sentiment", "sentiment_scores", "topic", "topic_scores", "model_versions"}
         assert o["sentiment"] in LABELS["sentiment"] and o["topic"] in LABELS["topic"]
+        assert list(o["topic_scores"]) == list(LABELS["topic"])
+        # One multi-task model: the same version stored for both tasks.
         assert set(o["model_versions"]) == {"sentiment", "topic"}
+        assert o["model_versions"]["sentiment"] == o["model_versions"]["topic"]
 
 
 def test_classify_stdin_with_empty_lines_and_long_and_foreign_texts():
@@ -97,6 +100,8 @@ def test_parse_line_plain_and_jsonl():
         ["produce"],
         ["demo"],
         ["bench", "pipeline"],
+        ["data"],
+        ["data", "agreement"],
     ],
 )
 def test_help_for_every_command(cmd):
@@ -119,9 +124,33 @@ def test_one_line_errors_and_nonzero_exit(tmp_path):
         text=True,
     )
     assert proc.returncode != 0 and proc.stderr.startswith("moodwire: error:")
-    proc = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "export", "topic", "--run", str(tmp_path)],
-        capture_output=True,
-        text=True,
+    # One multi-task model: export takes a run directory, nothing else.
+    run_dir, out = tmp_path / "run", tmp_path / "out"
+    run_dir.mkdir()
+    proc = cli("export", "--run", str(run_dir), "--out", str(out))
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("moodwire: error:") and "no trained model" in proc.stderr
+    assert not (out / "moodwire" / "model.json").exists()
+    proc = cli("eval", "--model", str(run_dir))
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("moodwire: error:") and "model.json not found" in proc.stderr
+    # `train` no longer takes a task: both heads train together.
+    proc = cli("train", "sentiment")
+    assert proc.returncode == 2 and "unexpected extra argument" in proc.stderr
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, check=False
     )
-    assert proc.returncode != 0 and "no trained model" in proc.stderr
+
+
+def test_data_agreement_reports_kappa_per_task():
+    r = run(["data", "agreement"])
+    assert r.exit_code == 0, r.output
+    rows = dict(line.split(": ", 1) for line in r.output.splitlines())
+    assert set(rows) == {"sentiment", "topic"}
+    for row in rows.values():
+        fields = dict(x.split("=") for x in row.split())
+        assert int(fields["n"]) > 0
+        assert 0 <= float(fields["cohen_kappa"]) <= float(fields["agreement"]) <= 1

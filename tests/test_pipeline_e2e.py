@@ -47,10 +47,11 @@ def local_runner():
 def agreement_with_local_runner(batches: list[list[tuple[str, str, str, str]]], local_runner) -> float:
     """Share of stored (sentiment, topic) equal to the local runner's for the same texts.
 
-    The int8 models quantize activations per batch, so a label near a tie can
-    depend on which texts share the batch.  Each micro-batch is one runner call
-    stamped with one ``scored_at``, and the classify stage sorts it by id, so
-    the reference classifies the same groups in the same order.
+    Each micro-batch is one runner call stamped with one ``scored_at``, and the
+    classify stage sorts it by id, so the reference classifies the same groups
+    in the same order.  The runners score each text alone, so the grouping
+    changes no score (tests/test_determinism.py); matching it anyway keeps
+    this check about the pipeline alone.
     """
     batches = [sorted(group) for group in batches]
     same = total = 0
@@ -93,7 +94,7 @@ def check_results(settings, stream, local_runner) -> dict[str, object]:
     assert totals_by(counts, "entity") == Counter(x for e in stream.valid.values() for x in e["entities"])
 
     agreement = agreement_with_local_runner(batches, local_runner)
-    assert agreement >= 0.995, f"label agreement with the local runner {agreement:.4f}"
+    assert agreement == 1.0, f"label agreement with the local runner {agreement:.4f}"
     return {"dlq_reasons": dict(reasons), "agreement": agreement}
 
 

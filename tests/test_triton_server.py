@@ -1,8 +1,9 @@
 """Integration tests against the real bundled tritonserver on loopback (CPU repository).
 
-Select with ``-m triton``.  Skipped, with the reason, only when nvidia-pytriton
-(the wheel that bundles tritonserver) is not installed.  Uses the committed
-artefacts unless MOODWIRE_TEST_ARTIFACTS names another root.
+Part of the plain ``pytest`` run (``make test``); select them alone with
+``-m triton``.  Skipped, with the reason, only when nvidia-pytriton (the wheel
+that bundles tritonserver) is not installed.  Uses the committed artefacts
+unless MOODWIRE_TEST_ARTIFACTS names another root.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ pytestmark = [
     ),
 ]
 
+from test_determinism import assert_same_scores, determinism_texts, in_batches, shuffled_among  # noqa: E402
+
 from inference.bench import sample_sets  # noqa: E402
+from inference.contract import MAX_LENGTH, TRUNCATION_HEAD  # noqa: E402
 from inference.triton_client import RetryPolicy, TritonRunner, TritonUnavailable  # noqa: E402
 from inference.triton_server import TritonServer, free_ports  # noqa: E402
 
@@ -93,73 +97,100 @@ def label_agreement(a, b) -> float:
     return same / len(a)
 
 
-def test_outputs_agree_with_local_runner(runner, local):
-    # A stream micro-batch is one request; the local runner gets the same
-    # micro-batches, so both run identical ONNX batches (see the next tests
-    # for what changes when the composition differs).
+@pytest.fixture(scope="module")
+def reference(local):
+    """The determinism texts, and each one classified alone by the local runner."""
+    texts, others = determinism_texts()
+    return texts, others, in_batches(local.classify, texts, 1)
+
+
+def test_outputs_equal_local_runner(runner, local):
+    # Both run each text alone through the same int8 graph with a
+    # single-threaded ONNX Runtime session: the same scores, to float noise,
+    # whatever the request sizes (headlines, fragments, texts past max_length).
     texts = mixed_texts(240)
     remote = runner.classify(texts)
-    ref = [
-        c
-        for i in range(0, len(texts), runner.max_batch)
-        for c in local.classify(texts[i : i + runner.max_batch])
-    ]
+    ref = local.classify(texts)
     agree = label_agreement(remote, ref)
     worst, where = max_diff(remote, ref)
     print(
         f"\nparity on {len(texts)} texts: label agreement {agree:.2%}, max prob diff {worst:.6f} (text {where})"
     )
-    assert agree >= 0.995
-    assert worst <= 0.01
+    assert agree == 1.0
+    assert worst <= 2e-6
     assert runner.model_versions == local.model_versions
 
 
-def margin(c, task: str) -> float:
-    top = sorted(getattr(c, task).scores.values(), reverse=True)
-    return top[0] - top[1]
+@pytest.mark.parametrize("size", [1, 7, 64, 500])
+def test_batch_size_does_not_change_scores_through_triton(runner, reference, size):
+    # Reference: each text classified alone by the local runner (as in
+    # tests/test_determinism.py).  Through Triton the texts go as sequential
+    # requests of 1 (alone), 7 and 64, and as one call of 500 that the client
+    # splits into concurrent requests of <= 128, merged by the dynamic batcher.
+    texts, _, alone = reference
+    assert_same_scores(alone, in_batches(runner.classify, texts, size), f"triton, requests of {size}")
 
 
-def mean_diff(a, b) -> float:
-    diffs = [
-        abs(p.scores[k] - q.scores[k])
-        for x, y in zip(a, b, strict=True)
-        for p, q in ((x.sentiment, y.sentiment), (x.topic, y.topic))
-        for k in p.scores
-    ]
-    return sum(diffs) / len(diffs)
+def test_batch_mates_do_not_change_scores_through_triton(runner, reference):
+    # Shuffled among 500 other texts (dozens cut at max_length) as 16
+    # concurrent requests of 64, whose rows the entry model merges across
+    # requests: each text still runs alone in the encoder.
+    texts, others, alone = reference
+
+    def concurrently(batch: list[str]) -> list:
+        size = 64
+
+        async def all_at_once() -> list:
+            chunks = [batch[i : i + size] for i in range(0, len(batch), size)]
+            results = await asyncio.gather(*(runner.aclassify(c) for c in chunks))
+            return [c for chunk in results for c in chunk]
+
+        return asyncio.run(all_at_once())
+
+    mixed = shuffled_among(concurrently, texts, others, len(texts) + len(others))
+    assert_same_scores(alone, mixed, "triton, shuffled among 500 others, 16 concurrent requests of 64")
 
 
-def test_batch_composition_effect_is_bounded(runner, local):
-    # The local runner buckets all 240 texts at once; the client sends them as
-    # two requests of <= 128 that the server buckets separately.  int8 dynamic
-    # quantization takes one activation scale per batch, so a text's scores
-    # move with its batch-mates (accepted: see docs/triton.md).  Labels must
-    # still agree, and a label may flip only where the two top scores are close.
-    texts = mixed_texts(240)
-    remote, ref = runner.classify(texts), local.classify(texts)
-    worst, where = max_diff(remote, ref)
-    mean = mean_diff(remote, ref)
-    agree = label_agreement(remote, ref)
-    print(
-        f"\ncomposition effect on {len(texts)} texts: max prob diff {worst:.6f} (text {where}), "
-        f"mean {mean:.6f}, label agreement {agree:.2%}"
-    )
-    assert agree >= 0.99
-    assert mean <= 0.02
-    for r, x in zip(remote, ref, strict=True):
-        for task in ("sentiment", "topic"):
-            if getattr(r, task).label != getattr(x, task).label:
-                assert margin(x, task) <= 2 * worst + 1e-6
+def test_long_text_keeps_head_and_tail_through_triton(server, runner, local):
+    # The `tokenizer` model cuts a long text as the local BatchTokenizer does:
+    # its first 128 and last 128 tokens, padded to the request's longest row.
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+    from tokenizers import Tokenizer
 
+    from inference.triton_client import load_contract
 
-def test_same_batch_composition_gives_identical_scores(runner, local):
-    # int8 dynamic quantization picks activation scales per batch, so scores
-    # depend on which texts share a batch.  With the composition the local
-    # runner uses (one length-sorted group of <= 32), the server's scores are
-    # the local ones: the residual differences above come from batching only.
-    texts = mixed_texts(32)
-    worst, _ = max_diff(runner.classify(texts), local.classify(texts))
-    assert worst <= 2e-6
+    contract = load_contract()
+    artifact = local.model.artifact
+    long_text = " ".join(f"w{i}" for i in range(2_000))
+    texts = [long_text, "Stocks rally as inflation cools"]
+    full_tok = Tokenizer.from_file(str(artifact.tokenizer_file))
+    full_tok.no_truncation()
+    full_tok.no_padding()
+    full = full_tok.encode(long_text).ids
+    assert len(full) > 3 * MAX_LENGTH
+
+    name = next(iter(contract["tokenizer"]["inputs"]))
+    data = np.array([t.encode() for t in texts], dtype=np.object_).reshape(-1, 1)
+    tensor = grpcclient.InferInput(name, list(data.shape), "BYTES")
+    tensor.set_data_from_numpy(data)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        result = client.infer(contract["tokenizer"]["model"], [tensor])
+    finally:
+        client.close()
+    ids_name, mask_name = contract["tokenizer"]["outputs"]
+    ids, mask = result.as_numpy(ids_name), result.as_numpy(mask_name)
+    assert ids.shape == mask.shape == (2, MAX_LENGTH)
+    assert ids[0, :TRUNCATION_HEAD].tolist() == full[:TRUNCATION_HEAD]
+    assert ids[0, TRUNCATION_HEAD:].tolist() == full[-(MAX_LENGTH - TRUNCATION_HEAD) :]
+    assert mask[0].all()
+    local_ids = local.model.tokenizer.encode(texts)
+    n = len(local_ids[1])
+    assert [ids[0].tolist(), ids[1, :n].tolist()] == local_ids
+    assert mask[1].tolist() == [1] * n + [0] * (MAX_LENGTH - n)  # padding, masked
+    # and the long text scores as the local runner scores it
+    assert max_diff(runner.classify(texts), local.classify(texts))[0] <= 2e-6
 
 
 def model_stats(server: TritonServer, model: str) -> dict:
@@ -260,15 +291,14 @@ def test_serve_port_in_use_is_a_one_line_error():
 
 
 def test_serve_model_that_fails_to_load_is_a_one_line_error(tmp_path):
-    from inference.artifacts import ARTIFACTS_DIR
+    from inference.artifacts import load_artifact
 
-    src = Path(ARTIFACTS or ARTIFACTS_DIR)
-    for task in ("sentiment", "topic"):
-        (tmp_path / task).mkdir()
-        for f in ("model.json", "tokenizer.json", "model.int8.onnx"):
-            (tmp_path / task / f).symlink_to(src / task / f)
-    (tmp_path / "topic" / "model.int8.onnx").unlink()
-    (tmp_path / "topic" / "model.int8.onnx").write_bytes(b"not an onnx model")
+    src = load_artifact(ARTIFACTS).directory
+    dst = tmp_path / src.name
+    dst.mkdir()
+    for f in ("model.json", "tokenizer.json"):
+        (dst / f).symlink_to(src / f)
+    (dst / "model.int8.onnx").write_bytes(b"not an onnx model")
     p = free_ports()
     result = run_cli(
         "serve",
@@ -282,7 +312,7 @@ def test_serve_model_that_fails_to_load_is_a_one_line_error(tmp_path):
         str(p.metrics),
     )
     assert result.returncode != 0
-    assert result.stderr.count("\n") == 1 and "topic" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and "encoder" in result.stderr, result.stderr
 
 
 def test_serve_stops_cleanly_on_sigterm():

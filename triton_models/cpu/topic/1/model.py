@@ -1,1 +1,0 @@
-../../sentiment/1/model.py
