@@ -25,8 +25,8 @@ SCHEMA_PATH: Final = Path(__file__).resolve().parent / "schemas" / "text-event.s
 # A whole record larger than this is rejected before decoding (Kafka's default
 # message.max.bytes is 1 MiB, so bigger records only arrive from a tuned broker).
 MAX_EVENT_BYTES: Final = 1_048_576
-# Texts longer than this are rejected, not truncated: the classifiers read only
-# the first 128 tokens anyway, and a silently shortened text would be stored as
+# Texts longer than this are rejected, not truncated: the classifier reads only
+# 256 tokens (head and tail) anyway, and a silently shortened text would be stored as
 # if the producer had sent it.  The DLQ keeps the original for the producer to fix.
 MAX_TEXT_CHARS: Final = 100_000
 MAX_LEN: Final[dict[str, int]] = {
