@@ -11,6 +11,7 @@ for the repo budget).  ``load_artifact`` checks ``model.json`` against
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,15 @@ from inference.contract import LABELS, MAX_LENGTH, MODEL_NAME, OUTPUTS, TASKS
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 PRECISIONS = ("int8", "fp32")
+
+
+def sha256(path: Path) -> str:
+    """Hex digest of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class ArtifactError(RuntimeError):

