@@ -446,13 +446,25 @@ def prepare(cfg: TrainConfig, corpus: Any = None) -> dict[str, np.ndarray]:
         out / "tokenizer" / "tokenizer.json", cfg.max_length, hf.pad_token_id or 0, cfg.truncation_head
     )
     arrays = build_pack(corpus, tokenizer, cfg.limit)
+    arrays["key"] = np.asarray(json.dumps(pack_key(cfg), sort_keys=True))
     np.savez_compressed(out / "pack.npz", **arrays)
     return arrays
 
 
-def load_pack(path: Path | str) -> dict[str, np.ndarray]:
+def pack_key(cfg: TrainConfig) -> dict[str, Any]:
+    """What a pack's contents depend on: a pack made for another key is not reused."""
+    return {k: getattr(cfg, k) for k in ("base_model", "max_length", "truncation_head", "limit")}
+
+
+def load_pack(path: Path | str, cfg: TrainConfig | None = None) -> dict[str, np.ndarray]:
+    """A saved pack; with ``cfg``, a ValueError if it was made for other data settings."""
     with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+        arrays = {k: data[k] for k in data.files}
+    if cfg is not None and "key" in arrays and json.loads(str(arrays["key"])) != pack_key(cfg):
+        raise ValueError(
+            f"{path} was made for {json.loads(str(arrays['key']))}: use a new --out or delete it"
+        )
+    return arrays
 
 
 if __name__ == "__main__":

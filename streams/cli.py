@@ -109,7 +109,7 @@ def train(
     )
     pack = Path(out_dir) / "pack.npz"
     try:
-        arrays = load_pack(pack) if pack.is_file() and not pack_only else prepare(cfg)
+        arrays = load_pack(pack, cfg) if pack.is_file() and not pack_only else prepare(cfg)
         if pack_only:
             click.echo(f"wrote {pack}")
             return

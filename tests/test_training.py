@@ -123,3 +123,13 @@ def test_validation_scores_average_the_domains():
     assert scores["news_topic_acc"] == 1.0
     assert scores["bbc_topic_acc"] == 0.5
     assert scores["selection"] == pytest.approx((scores["news_sentiment_f1"] + 1.0 + 0.5) / 3, abs=1e-4)
+
+
+def test_a_pack_made_for_other_data_settings_is_refused(tiny_run):
+    from inference.training import load_pack
+
+    cfg, _, _ = tiny_run
+    pack = Path(cfg.out_dir) / "pack.npz"
+    assert load_pack(pack, cfg)["train_ids"].size  # same settings: reused
+    with pytest.raises(ValueError, match="was made for"):
+        load_pack(pack, replace(cfg, limit=17))
