@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -272,3 +273,49 @@ def test_shell_scripts_pass_shellcheck(tmp_path: Path) -> None:
         "rm -rf $CPU_REPO",
     )
     assert any("SC2086" in p for p in shellcheck_problems(broken))
+
+
+def test_triton_entrypoint_renders_the_cpu_repository_like_moodwire_triton_serve(tmp_path: Path) -> None:
+    """The image's entrypoint (bash + sed, no moodwire package) renders what render_repository renders.
+
+    ``tritonserver`` is a stand-in script here that records its arguments and the repository it
+    was given: the real server's behaviour on that repository is tested by tests/test_triton_server.py.
+    """
+    from inference.artifacts import ARTIFACTS_DIR
+    from inference.triton_server import render_repository
+
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "tritonserver").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$TMPDIR/args"\n')
+    (fake_bin / "tritonserver").chmod(0o755)
+    env = {
+        "PATH": f"{fake_bin}:/usr/bin:/bin",
+        "TMPDIR": str(tmp_path),
+        "MOODWIRE_TRITON_TEMPLATE": str(ROOT / "triton_models"),
+        "MOODWIRE_TRITON_ARTIFACTS": str(ARTIFACTS_DIR),
+    }
+    run = subprocess.run(
+        ["bash", str(DEPLOY / "docker" / "triton-entrypoint.sh"), "--log-verbose=0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "repository=cpu" in run.stdout  # auto without plans or GPU: the CPU fallback
+    args = (tmp_path / "args").read_text().split()
+    rendered = tmp_path / "moodwire-cpu-repository"
+    assert f"--model-repository={rendered}" in args and "--log-verbose=0" in args
+    expected = render_repository(ROOT / "triton_models" / "cpu", tmp_path / "expected", ARTIFACTS_DIR)
+    for config in sorted(expected.glob("*/config.pbtxt")):
+        assert (rendered / config.relative_to(expected)).read_text() == config.read_text(), config
+    assert json.loads((rendered / "contract.json").read_text()) == json.loads(
+        (expected / "contract.json").read_text()
+    )
+    assert (rendered / "topic" / "1" / "model.py").is_file()  # symlinks followed (cp -L)
+
+    env["MOODWIRE_TRITON_REPOSITORY"] = "gpu"  # no plans: refuse rather than serve nothing
+    run = subprocess.run(
+        ["bash", str(DEPLOY / "docker" / "triton-entrypoint.sh")], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 1 and "no TensorRT plans" in run.stderr

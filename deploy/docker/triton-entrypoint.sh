@@ -10,8 +10,8 @@ set -euo pipefail
 
 MODE="${MOODWIRE_TRITON_REPOSITORY:-auto}"
 GPU_REPO="${MOODWIRE_GPU_REPOSITORY:-/engines/repository}"
-TEMPLATE=/opt/moodwire/triton_models
-ARTIFACTS=/opt/moodwire/artifacts
+TEMPLATE="${MOODWIRE_TRITON_TEMPLATE:-/opt/moodwire/triton_models}"
+ARTIFACTS="${MOODWIRE_TRITON_ARTIFACTS:-/opt/moodwire/artifacts}"
 CPU_REPO="${TMPDIR:-/tmp}/moodwire-cpu-repository"
 
 have_plans() { [ -s "$GPU_REPO/sentiment/1/model.plan" ] && [ -s "$GPU_REPO/topic/1/model.plan" ]; }
