@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -62,6 +63,8 @@ def test_compose_stack_has_every_component() -> None:
     init = "\n".join(services["kafka-init"]["command"])
     for topic in ("text-events", "scored-events", "text-events-dlq", "alerts", "moodwire-alerts-leader"):
         assert f"topic {topic} " in init
+    for xml in (DEPLOY / "compose" / "clickhouse").rglob("*.xml"):
+        ElementTree.parse(xml)  # ClickHouse refuses to start on a malformed config file
     example = (DEPLOY / "compose" / "worker.env.example").read_text()
     assert "MOODWIRE_CLICKHOUSE_DSN=http://" in example  # a ClickHouse server: every worker stores
 
