@@ -45,12 +45,14 @@ def compose_schema() -> dict[str, Any]:
 _SECRET_KEY = re.compile(r"PASSWORD|TOKEN|SECRET|DSN|API_KEY", re.IGNORECASE)
 
 
-def compose_problems(path: Path, *, others: tuple[Path, ...] = ()) -> list[str]:
+def compose_problems(path: Path, *, others: tuple[Path, ...] = (), base: Path | None = None) -> list[str]:
     """Schema errors, plus what the schema cannot see: dangling references, inline secrets, missing files.
 
     ``others``: files merged with this one (``-f compose.yaml -f compose.gpu.yaml``) whose
-    services and volumes it may reference.
+    services and volumes it may reference.  ``base``: the directory relative paths resolve from
+    (the file's own, unless a copy is checked elsewhere).
     """
+    base = base or path.parent
     doc = yaml.safe_load(path.read_text())
     schema = compose_schema()
     validator = jsonschema.validators.validator_for(schema)(schema)
@@ -80,7 +82,7 @@ def compose_problems(path: Path, *, others: tuple[Path, ...] = ()) -> list[str]:
         env_files = svc.get("env_file") or []
         for env_file in [env_files] if isinstance(env_files, str) else env_files:
             file = env_file if isinstance(env_file, str) else env_file["path"]
-            example = path.parent / f"{file}.example"
+            example = base / f"{file}.example"
             if not example.is_file():
                 problems.append(
                     f"{where}.env_file: {file} has no committed {example.name} naming its variables"
@@ -92,13 +94,13 @@ def compose_problems(path: Path, *, others: tuple[Path, ...] = ()) -> list[str]:
         for mount in svc.get("volumes") or []:
             source = mount.split(":")[0] if isinstance(mount, str) else mount.get("source", "")
             if source.startswith((".", "/")):
-                if not (path.parent / source).exists():
+                if not (base / source).exists():
                     problems.append(f"{where}.volumes: {source} does not exist")
             elif source and source not in volumes:
                 problems.append(f"{where}.volumes: no top-level volume {source!r}")
         build = svc.get("build")
         if isinstance(build, dict):
-            context = path.parent / build.get("context", ".")
+            context = base / build.get("context", ".")
             dockerfile = context / build.get("dockerfile", "Dockerfile")
             if not dockerfile.is_file():
                 problems.append(f"{where}.build: {dockerfile} not found")
@@ -501,9 +503,30 @@ def _instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def _dockerignored(source: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore drops ``source`` or a folder above it (Go filepath.Match, ``**`` = any depth)."""
+    parts = source.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    excluded = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        regex = re.escape(pattern).replace(r"\*\*/", "(.*/)?").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        if any(re.fullmatch(regex, prefix) for prefix in prefixes):
+            excluded = not negate
+    return excluded
+
+
 def dockerfile_problems(dockerfile: Path, context: Path = ROOT) -> list[str]:
-    """What hadolint does not check: every stage ends non-root, base images pinned, COPY sources exist."""
+    """hadolint, plus: the final stage non-root with a HEALTHCHECK, base images pinned, every COPY
+    source present in the context and not dropped by its .dockerignore."""
     problems = hadolint_problems(dockerfile)
+    ignore_file = context / ".dockerignore"
+    ignored = [
+        line.strip()
+        for line in (ignore_file.read_text().splitlines() if ignore_file.is_file() else [])
+        if line.strip() and not line.startswith("#")
+    ]
     stages: list[dict[str, Any]] = []
     args: dict[str, str] = {}
     for op, rest in _instructions(dockerfile.read_text()):
@@ -525,6 +548,8 @@ def dockerfile_problems(dockerfile: Path, context: Path = ROOT) -> list[str]:
             for source in sources:
                 if not list(context.glob(source.rstrip("/"))):
                     problems.append(f"{dockerfile.name}: COPY source {source} does not exist in the context")
+                elif _dockerignored(source.rstrip("/"), ignored):
+                    problems.append(f"{dockerfile.name}: COPY source {source} is excluded by .dockerignore")
     if not stages:
         return [*problems, f"{dockerfile.name}: no FROM"]
     final = stages[-1]

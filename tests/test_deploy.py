@@ -82,11 +82,8 @@ def test_compose_stack_has_every_component() -> None:
 )
 def test_compose_validator_fails_on_a_broken_copy(tmp_path: Path, old: str, new: str, expected: str) -> None:
     # relative paths (../prometheus, ../../ build context) resolve as from deploy/compose/
-    broken = broken_copy(COMPOSE, COMPOSE.parent / f".broken-{tmp_path.name}.yaml", old, new)
-    try:
-        problems = compose_problems(broken)
-    finally:
-        broken.unlink()
+    broken = broken_copy(COMPOSE, tmp_path / "compose.yaml", old, new)
+    problems = compose_problems(broken, base=COMPOSE.parent)
     assert any(expected in p for p in problems), problems
 
 
@@ -264,6 +261,18 @@ def test_dockerfile_validator_fails_on_a_broken_copy(
     broken = broken_copy(DEPLOY / "docker" / "worker.Dockerfile", tmp_path / "worker.Dockerfile", old, new)
     problems = dockerfile_problems(broken)
     assert any(expected in p for p in problems), problems
+
+
+def test_dockerfile_validator_fails_when_dockerignore_drops_a_copied_path(tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    for part in ("pyproject.toml", "deploy/docker/worker_requirements.py", "inference", "streams"):
+        (context / part).parent.mkdir(parents=True, exist_ok=True)
+        (context / part).touch() if "." in part else (context / part).mkdir(exist_ok=True)
+    (context / ".dockerignore").write_text((ROOT / ".dockerignore").read_text() + "deploy/docker\n")
+    problems = dockerfile_problems(DEPLOY / "docker" / "worker.Dockerfile", context)
+    assert problems == [
+        "worker.Dockerfile: COPY source deploy/docker/worker_requirements.py is excluded by .dockerignore"
+    ]
 
 
 def test_shell_scripts_pass_shellcheck(tmp_path: Path) -> None:
