@@ -319,6 +319,10 @@ def k8s_problems(objects: list[dict[str, Any]]) -> list[str]:
             target = obj["spec"].get(ref, {}).get("name")
             if target not in by_kind.get("Deployment", {}):
                 problems.append(f"{kind}/{name}: scales {target!r}, which is not a Deployment here")
+            elif "replicas" in by_kind["Deployment"][target]["spec"]:
+                problems.append(
+                    f"Deployment/{target}: sets replicas, which every apply would reset under {kind}"
+                )
     for name, so in by_kind.get("ScaledObject", {}).items():
         for trigger in so["spec"].get("triggers", []):
             auth = trigger.get("authenticationRef", {}).get("name")

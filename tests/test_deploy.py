@@ -134,13 +134,24 @@ K8S_BREAKS = [
         "  - triton-pdb.yaml\n  - missing.yaml\n",
         "missing.yaml",
     ),
-    ("base/worker-deployment.yaml", "replicas: 2", "replicas: two", "replicas"),
+    (
+        "base/worker-deployment.yaml",
+        "revisionHistoryLimit: 5",
+        "revisionHistoryLimit: five",
+        "revisionHistoryLimit",
+    ),
     ("base/worker-deployment.yaml", "livenessProbe:", "livenesProbe:", "no livenessProbe"),
     ("base/worker-deployment.yaml", "memory: 2Gi", "memry: 2Gi", "limits needs cpu and memory"),
     ("base/worker-scaledobject.yaml", 'lagThreshold: "600"', "lagThreshold: 600", "is not of type 'string'"),
     ("base/worker-scaledobject.yaml", "  triggers:\n", "  trigers:\n", "'triggers' is a required property"),
     ("base/kustomization.yaml", "  - worker-pdb.yaml\n", "", "no PodDisruptionBudget"),
     ("base/worker-deployment.yaml", "name: moodwire-worker-secrets", "name: prod-secrets", "prod-secrets"),
+    (
+        "base/triton-deployment.yaml",
+        "  revisionHistoryLimit: 5",
+        "  replicas: 2\n  revisionHistoryLimit: 5",
+        "sets replicas",
+    ),
 ]
 
 
