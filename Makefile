@@ -49,12 +49,12 @@ demo: $(VENV)/.demo-$(HASH)
 	$(BIN)/moodwire demo $(DEMO_ARGS)
 
 test: install-dev install-chromium
-	$(BIN)/ruff check inference streams tests
+	$(BIN)/ruff check inference streams tests deploy
 	$(BIN)/python -m pytest
 
 lint: install-dev
-	$(BIN)/ruff check inference streams tests
-	$(BIN)/ruff format --check inference streams tests
+	$(BIN)/ruff check inference streams tests deploy
+	$(BIN)/ruff format --check inference streams tests deploy
 
 clean:
 	rm -rf $(VENV) runs test-output .pytest_cache

@@ -458,6 +458,79 @@ def rule_problems(path: Path) -> list[str]:
     return problems
 
 
+_SD_KEYS = {"static_configs", "dns_sd_configs", "kubernetes_sd_configs", "file_sd_configs", "http_sd_configs"}
+_RELABEL_ACTIONS = {
+    "replace",
+    "keep",
+    "drop",
+    "keepequal",
+    "dropequal",
+    "hashmod",
+    "labelmap",
+    "labeldrop",
+    "labelkeep",
+    "lowercase",
+    "uppercase",
+}
+
+
+def scrape_config_problems(path: Path) -> list[str]:
+    """Scrape configs: unique job names, one discovery per job, valid durations, relabel actions and regexes.
+
+    (Prometheus' own config schema is not on PyPI; this covers the fields these files use.)
+    """
+    import promql_parser
+
+    doc = yaml.safe_load(path.read_text())
+    problems: list[str] = []
+    jobs = doc.get("scrape_configs") if isinstance(doc, dict) else None
+    if not isinstance(jobs, list) or not jobs:
+        return [f"{path.name}: needs a non-empty scrape_configs list"]
+    for key in ("scrape_interval", "evaluation_interval", "scrape_timeout"):
+        if key in doc.get("global", {}):
+            try:
+                promql_parser.parse_duration(str(doc["global"][key]))
+            except Exception:
+                problems.append(f"{path.name}: global.{key} {doc['global'][key]!r} is not a duration")
+    seen: set[str] = set()
+    for i, job in enumerate(jobs):
+        name = job.get("job_name")
+        where = f"{path.name}: scrape_configs[{i}] {name}"
+        if not name or name in seen:
+            problems.append(f"{where}: job_name missing or repeated")
+        seen.add(name)
+        if len(_SD_KEYS & set(job)) != 1:
+            problems.append(f"{where}: needs exactly one of {sorted(_SD_KEYS)}")
+        for sd in job.get("dns_sd_configs", []):
+            if sd.get("type", "SRV") in ("A", "AAAA") and "port" not in sd:
+                problems.append(f"{where}: dns_sd_configs of type {sd['type']} needs a port")
+        for relabel in job.get("relabel_configs", []):
+            if relabel.get("action", "replace") not in _RELABEL_ACTIONS:
+                problems.append(f"{where}: relabel action {relabel.get('action')!r}")
+            try:
+                re.compile(str(relabel.get("regex", "(.*)")))
+            except re.error as exc:
+                problems.append(f"{where}: relabel regex {relabel.get('regex')!r}: {exc}")
+        unknown = (
+            set(job)
+            - _SD_KEYS
+            - {
+                "job_name",
+                "metrics_path",
+                "scheme",
+                "scrape_interval",
+                "scrape_timeout",
+                "relabel_configs",
+                "metric_relabel_configs",
+                "honor_labels",
+                "params",
+            }
+        )
+        if unknown:
+            problems.append(f"{where}: unknown field(s) {sorted(unknown)}")
+    return problems
+
+
 def alert_names(path: Path) -> list[str]:
     doc = yaml.safe_load(path.read_text())
     return [r["alert"] for g in doc["groups"] for r in g["rules"] if "alert" in r]

@@ -5,6 +5,7 @@ and docs/deploy.md ("What was and was not run").
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
@@ -26,6 +27,7 @@ from deploy_checks import (
     k8s_problems,
     kustomize,
     rule_problems,
+    scrape_config_problems,
     shellcheck_problems,
 )
 
@@ -192,11 +194,37 @@ def test_every_alert_has_a_grafana_panel() -> None:
 
 def test_prometheus_scrape_configs_name_the_jobs_the_rules_use() -> None:
     for name in ("prometheus.yml", "scrape-kubernetes.yml"):
+        assert scrape_config_problems(DEPLOY / "prometheus" / name) == []
         jobs = {
             j["job_name"]
             for j in yaml.safe_load((DEPLOY / "prometheus" / name).read_text())["scrape_configs"]
         }
         assert {"moodwire-worker", "triton"} <= jobs, name
+    # compose mounts the rules where prometheus.yml's rule_files looks for them
+    prometheus = yaml.safe_load(COMPOSE.read_text())["services"]["prometheus"]
+    mounted = [m.split(":")[1] for m in prometheus["volumes"] if m.startswith("../prometheus/alerts.yml:")]
+    patterns = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())["rule_files"]
+    assert any(fnmatch.fnmatch(mounted[0], p) for p in patterns), (mounted, patterns)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("  - job_name: triton\n", "  - job_name: moodwire-worker\n", "job_name missing or repeated"),
+        ("        port: 6066\n", "", "needs a port"),
+        ("scrape_interval: 15s", "scrape_interval: 15 s", "is not a duration"),
+        (
+            '    static_configs:\n      - targets: ["triton:8002"]',
+            "    static_config: []",
+            "needs exactly one",
+        ),
+    ],
+)
+def test_scrape_config_validator_fails_on_a_broken_copy(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    broken = broken_copy(DEPLOY / "prometheus" / "prometheus.yml", tmp_path / "p.yml", old, new)
+    assert any(expected in p for p in scrape_config_problems(broken)), scrape_config_problems(broken)
 
 
 @pytest.mark.parametrize(
