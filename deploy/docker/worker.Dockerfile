@@ -17,7 +17,7 @@ WORKDIR /src
 RUN python -m venv /opt/moodwire
 COPY pyproject.toml deploy/docker/worker_requirements.py ./
 # The dependencies and the triton extra with pyproject's pins, minus the embedded-only ones
-# (embedded broker, chDB + pandas + pyarrow, ONNX Runtime): about 340 MB instead of 1.1 GB.
+# (embedded broker, chDB + pandas + pyarrow, ONNX Runtime): a 241 MB venv instead of about 1.1 GB.
 RUN python worker_requirements.py pyproject.toml > requirements.txt \
     && /opt/moodwire/bin/pip install --no-cache-dir --no-compile -r requirements.txt
 COPY inference/ inference/
