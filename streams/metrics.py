@@ -55,7 +55,9 @@ class Metrics:
     batch_size: Histogram  # label: agent
     batch_retries: Counter  # label: agent
     inference_seconds: Histogram
+    inference_failures: Counter  # label: error (TritonUnavailable / TritonRequestError / ...)
     insert_seconds: Histogram
+    insert_failures: Counter
     alert_evaluations: Counter
     alert_transitions: Counter  # label: state (firing / resolved / severity)
     alert_deliveries: Counter  # label: outcome (delivered / failed / rejected / expired)
@@ -89,6 +91,17 @@ def make_metrics() -> Metrics:
             "One runner request per batch",
             buckets=_LATENCY_BUCKETS,
             registry=reg,
+        ),
+        # Failed attempts, counted where they happen (the batch is then retried by streams.agents);
+        # batch_retries{agent} says a batch was retried, these say which dependency failed.
+        inference_failures=Counter(
+            "moodwire_inference_failures",
+            "Runner requests that failed (the batch is retried)",
+            ["error"],
+            registry=reg,
+        ),
+        insert_failures=Counter(
+            "moodwire_insert_failures", "ClickHouse inserts that failed (the batch is retried)", registry=reg
         ),
         insert_seconds=Histogram(
             "moodwire_insert_seconds",

@@ -16,6 +16,7 @@ from typing import Any
 
 from streams.clickhouse import StorageError, insert_scored
 from streams.db import Database
+from streams.metrics import METRICS
 from streams.records import H_INPUT_TS, InRecord
 
 REQUIRED = ("id", "text", "ts", "sentiment", "sentiment_scores", "topic", "topic_scores", "model_versions")
@@ -62,7 +63,11 @@ class ClickHouseSink:
         self.fault_file = fault_file
 
     async def write(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        if self.fault_file is not None and self.fault_file.exists():
-            raise StorageError(f"insert refused: fault injection file {self.fault_file} exists")
-        # chDB has no async client: the insert runs in a worker thread (Database serializes it).
-        return await self.db.run(insert_scored, rows)
+        try:
+            if self.fault_file is not None and self.fault_file.exists():
+                raise StorageError(f"insert refused: fault injection file {self.fault_file} exists")
+            # chDB has no async client: the insert runs in a worker thread (Database serializes it).
+            return await self.db.run(insert_scored, rows)
+        except Exception:
+            METRICS.insert_failures.inc()
+            raise

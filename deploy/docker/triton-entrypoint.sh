@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Start tritonserver on moodwire's GPU repository (TensorRT plans built by the engine-builder
+# target into $MOODWIRE_GPU_REPOSITORY) or, as the fallback, on the CPU repository rendered
+# here from the template in /opt/moodwire/triton_models/cpu (what inference.triton_server's
+# render_repository does for `moodwire triton serve`, without needing the moodwire package).
+#
+# MOODWIRE_TRITON_REPOSITORY: auto (default: gpu when both plans exist and nvidia-smi sees a
+# GPU, else cpu) | gpu (fail without plans) | cpu.  Extra arguments go to tritonserver.
+set -euo pipefail
+
+MODE="${MOODWIRE_TRITON_REPOSITORY:-auto}"
+GPU_REPO="${MOODWIRE_GPU_REPOSITORY:-/engines/repository}"
+TEMPLATE="${MOODWIRE_TRITON_TEMPLATE:-/opt/moodwire/triton_models}"
+ARTIFACTS="${MOODWIRE_TRITON_ARTIFACTS:-/opt/moodwire/artifacts}"
+CPU_REPO="${TMPDIR:-/tmp}/moodwire-cpu-repository"
+
+have_plans() { [ -s "$GPU_REPO/sentiment/1/model.plan" ] && [ -s "$GPU_REPO/topic/1/model.plan" ]; }
+have_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }
+version_of() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$ARTIFACTS/$1/model.json"; }
+
+render_cpu() {
+    rm -rf "$CPU_REPO"
+    cp -rL "$TEMPLATE/cpu" "$CPU_REPO"
+    cp "$TEMPLATE/contract.json" "$CPU_REPO/contract.json"
+    local sentiment topic
+    sentiment="$(version_of sentiment)"
+    topic="$(version_of topic)"
+    sed -i -e "s#@ARTIFACTS@#$ARTIFACTS#g" -e "s#@SENTIMENT_VERSION@#$sentiment#g" -e "s#@TOPIC_VERSION@#$topic#g" \
+        "$CPU_REPO"/*/config.pbtxt
+    if grep -q '@[A-Z_]*@' "$CPU_REPO"/*/config.pbtxt; then
+        echo "triton-entrypoint: unfilled placeholders in $CPU_REPO" >&2
+        exit 1
+    fi
+}
+
+if [ "$MODE" = auto ]; then
+    if have_plans && have_gpu; then MODE=gpu; else MODE=cpu; fi
+fi
+case "$MODE" in
+gpu)
+    have_plans || { echo "triton-entrypoint: no TensorRT plans under $GPU_REPO (run the engine-builder first)" >&2; exit 1; }
+    echo "triton-entrypoint: repository=gpu path=$GPU_REPO"
+    exec tritonserver --model-repository="$GPU_REPO" --strict-readiness=true --exit-timeout-secs=10 "$@"
+    ;;
+cpu)
+    render_cpu
+    echo "triton-entrypoint: repository=cpu path=$CPU_REPO"
+    exec tritonserver --model-repository="$CPU_REPO" --strict-readiness=true --exit-timeout-secs=10 \
+        --allow-gpu-metrics=false --pinned-memory-pool-byte-size=0 "$@"
+    ;;
+*)
+    echo "triton-entrypoint: MOODWIRE_TRITON_REPOSITORY=$MODE: use auto, gpu or cpu" >&2
+    exit 2
+    ;;
+esac
