@@ -363,7 +363,7 @@ def test_triton_entrypoint_renders_the_cpu_repository_like_moodwire_triton_serve
     assert json.loads((rendered / "contract.json").read_text()) == json.loads(
         (expected / "contract.json").read_text()
     )
-    assert (rendered / "topic" / "1" / "model.py").is_file()  # symlinks followed (cp -L)
+    assert (rendered / "encoder" / "1" / "model.py").is_file()
 
     env["MOODWIRE_TRITON_REPOSITORY"] = "gpu"  # no plans: refuse rather than serve nothing
     run = subprocess.run(

@@ -4,7 +4,7 @@
 # here from the template in /opt/moodwire/triton_models/cpu (what inference.triton_server's
 # render_repository does for `moodwire triton serve`, without needing the moodwire package).
 #
-# MOODWIRE_TRITON_REPOSITORY: auto (default: gpu when both plans exist and nvidia-smi sees a
+# MOODWIRE_TRITON_REPOSITORY: auto (default: gpu when the encoder plan exists and nvidia-smi sees a
 # GPU, else cpu) | gpu (fail without plans) | cpu.  Extra arguments go to tritonserver.
 set -euo pipefail
 
@@ -14,19 +14,18 @@ TEMPLATE="${MOODWIRE_TRITON_TEMPLATE:-/opt/moodwire/triton_models}"
 ARTIFACTS="${MOODWIRE_TRITON_ARTIFACTS:-/opt/moodwire/artifacts}"
 CPU_REPO="${TMPDIR:-/tmp}/moodwire-cpu-repository"
 
-have_plans() { [ -s "$GPU_REPO/sentiment/1/model.plan" ] && [ -s "$GPU_REPO/topic/1/model.plan" ]; }
+have_plans() { [ -s "$GPU_REPO/encoder/1/model.plan" ]; }
 have_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }
-version_of() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$ARTIFACTS/$1/model.json"; }
+version_of() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$1/model.json"; }
 
 render_cpu() {
     rm -rf "$CPU_REPO"
     cp -rL "$TEMPLATE/cpu" "$CPU_REPO"
     cp "$TEMPLATE/contract.json" "$CPU_REPO/contract.json"
-    local sentiment topic
-    sentiment="$(version_of sentiment)"
-    topic="$(version_of topic)"
-    sed -i -e "s#@ARTIFACTS@#$ARTIFACTS#g" -e "s#@SENTIMENT_VERSION@#$sentiment#g" -e "s#@TOPIC_VERSION@#$topic#g" \
-        "$CPU_REPO"/*/config.pbtxt
+    local model_dir version
+    model_dir="$ARTIFACTS/moodwire"
+    version="$(version_of "$model_dir")"
+    sed -i -e "s#@ARTIFACT_DIR@#$model_dir#g" -e "s#@ARTIFACT_VERSION@#$version#g" "$CPU_REPO"/*/config.pbtxt
     if grep -q '@[A-Z_]*@' "$CPU_REPO"/*/config.pbtxt; then
         echo "triton-entrypoint: unfilled placeholders in $CPU_REPO" >&2
         exit 1

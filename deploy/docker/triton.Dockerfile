@@ -7,10 +7,10 @@
 #
 # engine-builder: runs deploy/triton/build_engines.sh on the serving GPU at INIT time (a compose
 #   one-shot service or a Kubernetes initContainer) into a shared volume; `docker build` has no
-#   GPU, so the plans cannot be built at image build time.  Needs model.fp32.onnx of each task
-#   in the build context (`moodwire export sentiment|topic`).
+#   GPU, so the plan cannot be built at image build time.  Needs inference/artifacts/moodwire/
+#   model.fp32.onnx in the build context (`moodwire export`).
 # server: serves that GPU repository when its plans exist and a GPU is visible, else renders and
-#   serves the CPU repository (python backend + ONNX Runtime, the committed int8 models).
+#   serves the CPU repository (python backend + ONNX Runtime, the committed int8 model).
 ARG TRITON_RELEASE=24.09
 
 FROM nvcr.io/nvidia/tensorrt:${TRITON_RELEASE}-py3 AS engine-builder
@@ -23,11 +23,10 @@ ENTRYPOINT ["deploy/triton/build_engines.sh", "/opt/moodwire/inference/artifacts
 CMD ["/engines/repository"]
 
 FROM nvcr.io/nvidia/tritonserver:${TRITON_RELEASE}-py3 AS server
-# The python models (moodwire, tokenizer; sentiment/topic on CPU) need these in Triton's Python 3.10.
+# The python models (moodwire, tokenizer; encoder on CPU) need these in Triton's Python 3.10.
 RUN pip install --no-cache-dir numpy==1.26.4 tokenizers==0.20.3 onnxruntime==1.19.2
 COPY triton_models/ /opt/moodwire/triton_models/
-COPY inference/artifacts/sentiment/model.int8.onnx inference/artifacts/sentiment/model.json inference/artifacts/sentiment/tokenizer.json /opt/moodwire/artifacts/sentiment/
-COPY inference/artifacts/topic/model.int8.onnx inference/artifacts/topic/model.json inference/artifacts/topic/tokenizer.json /opt/moodwire/artifacts/topic/
+COPY inference/artifacts/moodwire/model.int8.onnx inference/artifacts/moodwire/model.json inference/artifacts/moodwire/tokenizer.json /opt/moodwire/artifacts/moodwire/
 COPY deploy/docker/triton-entrypoint.sh /opt/moodwire/triton-entrypoint.sh
 RUN groupadd --system --gid 10002 triton-mw \
     && useradd --system --uid 10002 --gid triton-mw --home-dir /var/lib/triton-mw --create-home triton-mw
