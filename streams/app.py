@@ -23,6 +23,7 @@ from inference.runner import Runner
 from streams.agents import App
 from streams.alerts.dispatcher import IN_FLIGHT, Dispatcher
 from streams.classify_stage import classify_batch
+from streams.masking import Masker
 from streams.metrics import METRICS
 from streams.records import H_REASON, H_SOURCE, InRecord, OutRecord
 from streams.settings import Settings
@@ -38,6 +39,7 @@ def build_app(
     dispatcher: Dispatcher | None = None,
 ) -> App:
     app = App("moodwire", settings)
+    masker = Masker.from_settings(settings)  # None unless MOODWIRE_MASKING=on
 
     # -- topics -----------------------------------------------------------------------------------
     text_events = settings.topic_input  # producers' JSON events, key = source or entity
@@ -48,8 +50,8 @@ def build_app(
     # -- agents -----------------------------------------------------------------------------------
     @app.agent(text_events, in_flight=settings.classify_in_flight)
     async def classify(batch: list[InRecord]) -> dict[str, Any]:
-        """Validate, ONE runner request for the valid events, then scored + DLQ records (acked)."""
-        result = await classify_batch(batch, runner)
+        """Validate, ONE runner request for the valid events, mask, then scored + DLQ records (acked)."""
+        result = await classify_batch(batch, runner, masker)
         await app.send(dead_letters, result.dlq)
         await app.send(scored_events, result.scored)
         stats.add_classified(len(batch), len(result.scored), len(result.dlq))
@@ -59,6 +61,8 @@ def build_app(
             METRICS.events_dlq.labels(reason).inc(n)
         if result.infer_s is not None:
             METRICS.inference_seconds.observe(result.infer_s)
+        if result.mask_s is not None:
+            METRICS.masking_seconds.observe(result.mask_s)
         return {"scored": len(result.scored), "dlq": len(result.dlq)}
 
     @app.agent(

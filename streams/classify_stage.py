@@ -2,7 +2,7 @@
 
 :func:`split_batch` is pure (bytes in, valid events and DLQ records out);
 :func:`classify_batch` adds the single ``runner.aclassify`` call and builds the
-``scored-events`` records.  Errors from the runner propagate unchanged: the
+``scored-events`` records (masked, when a :class:`~streams.masking.Masker` is given).  Errors from the runner propagate unchanged: the
 agent runtime retries the whole batch, so nothing is skipped.
 """
 
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from inference.runner import Runner
 from streams.events import Rejection, ValidEvent, parse_event, scored_event
+from streams.masking import Masker
 from streams.metrics import METRICS
 from streams.records import H_DETAIL, H_INPUT_TS, H_REASON, H_SOURCE, InRecord, OutRecord
 
@@ -26,6 +27,7 @@ class ClassifiedBatch:
     dlq: list[OutRecord] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
     infer_s: float | None = None  # the runner call, when there was one
+    mask_s: float | None = None  # masking the batch, when masking is on
 
 
 def dlq_record(rec: InRecord, rejection: Rejection) -> OutRecord:
@@ -55,8 +57,15 @@ def split_batch(records: Sequence[InRecord]) -> tuple[list[tuple[InRecord, Valid
     return valid, out
 
 
-async def classify_batch(records: Sequence[InRecord], runner: Runner) -> ClassifiedBatch:
-    """Validate, then one ``aclassify`` for all valid texts; returns scored + DLQ records."""
+async def classify_batch(
+    records: Sequence[InRecord], runner: Runner, masker: Masker | None = None
+) -> ClassifiedBatch:
+    """Validate, then one ``aclassify`` for all valid texts; returns scored + DLQ records.
+
+    With a ``masker`` (MOODWIRE_MASKING=on) the runner still reads the original texts, and
+    the scored records carry the masked ones: ``scored-events`` is the first place an event
+    is sent, so nothing downstream (ClickHouse, the API, webhooks) ever holds the originals.
+    """
     valid, out = split_batch(records)
     if not valid:
         return out
@@ -71,8 +80,14 @@ async def classify_batch(records: Sequence[InRecord], runner: Runner) -> Classif
         raise
     out.infer_s = time.perf_counter() - t0
     scored_at = datetime.now(UTC)
+    mask_s = 0.0
     for (rec, event), result in zip(valid, results, strict=True):
-        body = scored_event(event, result.to_dict(), scored_at)
+        sent = event
+        if masker is not None:
+            t_mask = time.perf_counter()
+            sent = masker.event(event)
+            mask_s += time.perf_counter() - t_mask
+        body = scored_event(sent, result.to_dict(), scored_at)
         out.scored.append(
             OutRecord(
                 value=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
@@ -80,4 +95,6 @@ async def classify_batch(records: Sequence[InRecord], runner: Runner) -> Classif
                 headers=((H_INPUT_TS, str(rec.timestamp_ms).encode()),),
             )
         )
+    if masker is not None:
+        out.mask_s = mask_s
     return out

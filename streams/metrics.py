@@ -55,6 +55,7 @@ class Metrics:
     batch_size: Histogram  # label: agent
     batch_retries: Counter  # label: agent
     inference_seconds: Histogram
+    masking_seconds: Histogram  # observed only with MOODWIRE_MASKING=on
     inference_failures: Counter  # label: error (TritonUnavailable / TritonRequestError / ...)
     insert_seconds: Histogram
     insert_failures: Counter
@@ -89,6 +90,12 @@ def make_metrics() -> Metrics:
         inference_seconds=Histogram(
             "moodwire_inference_seconds",
             "One runner request per batch",
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        ),
+        masking_seconds=Histogram(
+            "moodwire_masking_seconds",
+            "Masking one classify batch (MOODWIRE_MASKING=on)",
             buckets=_LATENCY_BUCKETS,
             registry=reg,
         ),

@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     store_batch_size: int = Field(2000, ge=1, le=100_000)
     store_batch_max_wait_ms: int = Field(1000, ge=1, le=60_000)
 
+    # Data masking (streams.masking, docs/masking.md): personal data in the scored event is replaced
+    # after classification and before it is produced, stored, served or sent.
+    masking: Literal["off", "on"] = Field(
+        "off", description="'on' masks the kinds in MOODWIRE_MASKING_KINDS."
+    )
+    masking_kinds: str = Field(
+        "email,phone,card,iban,cn_id,ip",
+        pattern=r"^ *(email|phone|card|iban|cn_id|ip)( *, *(email|phone|card|iban|cn_id|ip))* *$",
+        description="Comma-separated kinds to mask: email, phone, card, iban, cn_id, ip.",
+    )
+
     # Downstream services
     runner: Literal["triton", "local"] = Field(
         "triton", description="Where the worker classifies: Triton (MOODWIRE_TRITON_URL) or in-process ONNX."
