@@ -3,6 +3,7 @@
 One run, on the embedded stack (tansu + bundled Triton on CPU + a worker
 subprocess), one phase at a time so phases never compete for the cores:
 
+0. masking: µs per event of the masking stage (streams.masking), in-process;
 1. ceiling: the Triton path alone - sequential one-request-per-micro-batch
    calls, exactly what the classify agent does, on the same texts; and the
    naive baseline: one request per message;
@@ -51,6 +52,30 @@ def events(n: int, tag: str) -> list[bytes]:
         json.dumps({**sample[i % len(sample)], "id": f"bench-{tag}-{i:07d}", "ts": now}).encode()
         for i in range(n)
     ]
+
+
+def measure_masking(seconds: float = 1.0) -> dict[str, float]:
+    """µs per event of the masking stage (all kinds) on the bench events and on 1 KB texts.
+
+    Measured in-process, where the classify stage runs it: one scored event's fields per call.
+    """
+    from streams.events import ValidEvent, parse_event
+    from streams.masking import Masker
+
+    masker = Masker()
+    sample = [parse_event(raw, 0) for raw in events(256, "mask")]
+    valid = [e for e in sample if isinstance(e, ValidEvent)]
+    kb = [" ".join([e.text] * (1024 // len(e.text) + 1))[:1024] for e in valid]
+
+    def per_call_us(items: list[Any], fn: Any) -> float:
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for item in items:
+                fn(item)
+            n += len(items)
+        return (time.perf_counter() - t0) / n * 1e6
+
+    return {"event_us": per_call_us(valid, masker.event), "text_1kb_us": per_call_us(kb, masker.text)}
 
 
 def measure_ceiling(url: str, batch_size: int, seconds: float) -> float:
@@ -137,6 +162,11 @@ def bench_pipeline_command(
     server: Any = None
     worker: subprocess.Popen[bytes] | None = None
     results: dict[str, Any] = {"runner": runner}
+    results["masking"] = measure_masking()
+    click.echo(
+        f"masking (MOODWIRE_MASKING=on, all kinds): {results['masking']['event_us']:.1f} µs per event, "
+        f"{results['masking']['text_1kb_us']:.1f} µs per 1 KB text"
+    )
     with EmbeddedBroker(port=free_port()) as broker:
         try:
             env = {
@@ -189,6 +219,10 @@ def bench_pipeline_command(
                 results["ratio_to_naive"] = results["sustained_eps"] / results["naive_eps"]
                 click.echo(f"pipeline / Triton-path ceiling: {results['ratio_to_ceiling']:.1%}")
                 click.echo(f"pipeline / naive per-message baseline: {results['ratio_to_naive']:.2f}x")
+            # Masking runs on the classify agent's event loop: the core it would take at this rate.
+            core = results["masking"]["event_us"] * 1e-6 * results["sustained_eps"]
+            results["masking"]["core_share_at_sustained"] = core
+            click.echo(f"masking at the sustained rate: {core:.2%} of one core")
         except TimeoutError as exc:
             fail(f"{exc}; worker log: {data_dir / 'worker.log'}")
         finally:
