@@ -8,9 +8,13 @@ import asyncio
 import dataclasses
 import json
 import logging
+import shutil
+import ssl
+import subprocess
 import time
 
 import aiohttp
+import aiohttp.web
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -298,3 +302,45 @@ def test_redirect_to_a_private_address_is_refused():
         assert out.outcome == "rejected" and "10.0.0.1" in out.detail
         assert [r.path for r in rx.received] == ["/hooks", "/hooks"]
         assert dns.calls == ["hooks.test", "hooks.test"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl binary for a test certificate")
+def test_https_to_the_checked_address_still_verifies_the_name(tmp_path):
+    """Connecting to the pinned address keeps TLS honest: SNI and the certificate check use the name."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hooks.test",
+         "-addext", "subjectAltName=DNS:hooks.test", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    seen: list[str] = []
+
+    async def scenario(name: str) -> str:
+        async def handle(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            seen.append(request.host)
+            return aiohttp.web.Response(text="ok")
+
+        app = aiohttp.web.Application()
+        app.router.add_post("/hooks", handle)
+        runner = aiohttp.web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await aiohttp.web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_ctx).start()
+        try:
+            d = dataclasses.replace(
+                _delivery(f"https://{name}:{port}/hooks", max_age_s=1),
+                allow_networks=parse_allow_private(["127.0.0.0/8"]),
+            )
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ctx)) as session:
+                out = await deliver(session, d, FAST, None, _fake_dns(["127.0.0.1"]))
+            return out.outcome
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(scenario("hooks.test")) == "delivered"
+    assert seen and seen[0].startswith("hooks.test:")
+    # the same address under a name the certificate does not carry: the TLS check fails
+    assert asyncio.run(scenario("other.test")) == "expired"
