@@ -274,8 +274,11 @@ def _parse_ts(value: Any, broker_ts_ms: int) -> tuple[datetime, bool]:
     if isinstance(value, bool):
         raise _Reject("wrong_type:ts", "ts is a boolean, expected an RFC 3339 string or epoch milliseconds")
     if isinstance(value, int | float):
-        if not math.isfinite(value) or not _MIN_TS_MS <= value < _MAX_TS_MS:
-            raise _Reject("bad_timestamp", f"epoch milliseconds {value!r} are outside 1970..2200")
+        # compared as is (a huge int does not fit a float), and never printed whole (Python
+        # refuses to turn an int of over 4300 digits into a string)
+        if (isinstance(value, float) and not math.isfinite(value)) or not _MIN_TS_MS <= value < _MAX_TS_MS:
+            shown = repr(value) if isinstance(value, float) or abs(value) < 10**30 else "a huge number"
+            raise _Reject("bad_timestamp", f"epoch milliseconds {shown} are outside 1970..2200")
         return _from_ms(round(value)), False
     if isinstance(value, str):
         try:

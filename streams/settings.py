@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         None, description="If set, /api/* requires 'Authorization: Bearer <token>'."
     )
+    # Access (streams.web.access, docs/security.md): a non-loopback web_host needs api_token or this.
+    web_allow_unauthenticated: bool = Field(
+        False, description="Serve /api/* without a token on a non-loopback web_host (logged at WARNING)."
+    )
 
     # Alerts (streams.alerts): rules file (None = the bundled defaults), evaluation period
     alerts_rules_file: Path | None = None

@@ -44,6 +44,10 @@ def worker_command(
         settings = load_settings(runner=runner, batch_size=batch_size, batch_max_wait_ms=batch_max_wait_ms)
     except SettingsError as exc:
         fail(str(exc))
+    from streams.web.access import exposure_problem
+
+    if (problem := exposure_problem(settings)) is not None:
+        fail(problem)
     if settings.alerts_enabled:
         from streams.alerts.rules import RulesError
         from streams.worker import load_alert_rules

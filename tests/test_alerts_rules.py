@@ -133,3 +133,17 @@ def test_cli_rules_check(tmp_path):
     lines = res.stdout.strip().splitlines()
     assert len(lines) == 11 and all(line.startswith(f"{bad}:") for line in lines)
     assert res.stderr.strip() == f"moodwire: error: {bad}: 11 problems"
+
+
+def test_allow_private_is_typed_and_checked(tmp_path):
+    rule = "  - {id: r, scope: {dim: topic}, window: 5m, conditions: {negative_share: 0.5}, targets: [t]}\n"
+    path = tmp_path / "r.yaml"
+    for value, networks in (("true", ("0.0.0.0/0", "::/0")), ("['10.1.0.0/16']", ("10.1.0.0/16",))):
+        path.write_text(
+            f"targets:\n  t: {{url: 'https://h.example/', secret_env: S, allow_private: {value}}}\nrules:\n{rule}"
+        )
+        assert tuple(str(n) for n in load_rules(path, {}).targets["t"].allow_networks) == networks
+    path.write_text("targets:\n  t: {url: 'https://h.example/', secret_env: S}\nrules:\n" + rule)
+    assert load_rules(path, {}).targets["t"].allow_networks == ()
+    bad = "targets:\n  t: {url: 'https://h.example/', secret_env: S, allow_private: ['not-a-net']}\nrules:\n"
+    assert any("allow_private" in p for p in check_rules(bad + rule))

@@ -5,11 +5,16 @@ waited out, redirects to another host are not followed."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import shutil
+import ssl
+import subprocess
 import time
 
 import aiohttp
+import aiohttp.web
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -19,8 +24,10 @@ from streams.alerts.webhooks import (
     RetryPolicy,
     TargetUrlError,
     TokenBucket,
+    address_allowed,
     deliver,
     new_secret,
+    parse_allow_private,
     payload_body,
     sign,
     signed_headers,
@@ -182,3 +189,158 @@ def test_receiver_down_for_30s_then_delivered_once():
     assert len(second.deliveries()) == 1
     assert {r.msg_id for r in seen + second.received} == {"msg_outage"}
     assert out.attempts > len(seen) + 1  # connection-refused attempts in between
+
+
+# -- SSRF: addresses are checked at delivery time, on what the name resolves to -------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.216.34", True),
+        ("2606:2800:220:1:248:1893:25c8:1946", True),
+        ("127.0.0.1", False),
+        ("169.254.169.254", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("100.64.0.1", False),  # CGNAT
+        ("224.0.0.1", False),
+        ("0.0.0.0", False),
+        ("240.0.0.1", False),  # reserved
+        ("255.255.255.255", False),
+        ("::1", False),
+        ("::", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("ff02::1", False),
+        ("::ffff:127.0.0.1", False),  # IPv4-mapped
+        ("::ffff:169.254.169.254", False),
+        ("::ffff:93.184.216.34", True),
+    ],
+)
+def test_public_address_classification(address, public):
+    assert address_allowed(address, ()) is public
+
+
+def _fake_dns(*answers: list[str]):
+    """A stand-in for DNS (no DNS server runs here): successive lookups get successive answers."""
+    queue = list(answers)
+    calls: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    resolve.calls = calls  # type: ignore[attr-defined]
+    return resolve
+
+
+async def _deliver_dns(d: Delivery, resolve):
+    async with aiohttp.ClientSession() as session:
+        return await deliver(session, d, FAST, None, resolve)
+
+
+def _named(rx: Receiver, allow=(), path: str = "/hooks") -> Delivery:
+    d = _delivery(f"http://hooks.test:{rx.port}{path}")
+    return dataclasses.replace(d, allow_networks=parse_allow_private(allow) if allow else ())
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "169.254.169.254", "10.0.0.7", "::1", "::ffff:127.0.0.1"])
+def test_name_resolving_to_a_private_address_is_refused_at_delivery(address, caplog):
+    with Receiver(SECRET) as rx, caplog.at_level(logging.WARNING, logger="moodwire.webhooks"):
+        out = asyncio.run(_deliver_dns(_named(rx), _fake_dns([address])))
+    assert (out.outcome, out.attempts) == ("rejected", 1)
+    assert "address refused" in out.detail and address in out.detail
+    assert rx.received == []
+    assert "error=address_refused" in caplog.text and SECRET not in caplog.text
+
+
+def test_ip_literal_targets_are_checked_without_dns():
+    dns = _fake_dns(["93.184.216.34"])
+    for url in ("http://169.254.169.254/latest/meta-data", "http://10.0.0.1/", "http://[fd00::1]/"):
+        out = asyncio.run(_deliver_dns(_delivery(url), dns))
+        assert out.outcome == "rejected" and "address refused" in out.detail
+    assert dns.calls == []  # type: ignore[attr-defined]
+
+
+def test_any_private_answer_refuses_the_name():
+    with Receiver(SECRET) as rx:
+        out = asyncio.run(_deliver_dns(_named(rx), _fake_dns(["93.184.216.34", "10.0.0.1"])))
+    assert out.outcome == "rejected" and "10.0.0.1" in out.detail
+
+
+def test_target_that_opts_in_is_delivered_to_the_checked_address():
+    with Receiver(SECRET) as rx:
+        out = asyncio.run(_deliver_dns(_named(rx, allow=True), _fake_dns(["127.0.0.1"])))
+        assert out.outcome == "delivered"
+        assert rx.received[0].headers["host"] == f"hooks.test:{rx.port}"  # the name, not the address
+        out = asyncio.run(_deliver_dns(_named(rx, allow=["127.0.0.0/8"]), _fake_dns(["127.0.0.1"])))
+        assert out.outcome == "delivered"
+        # allowed networks are exact: 127/8 does not open 10/8
+        out = asyncio.run(_deliver_dns(_named(rx, allow=["127.0.0.0/8"]), _fake_dns(["10.0.0.1"])))
+        assert out.outcome == "rejected"
+    assert len(rx.deliveries()) == 2 and all(r.verified for r in rx.received)
+
+
+def test_loopback_url_reaches_loopback_only():
+    """A URL naming loopback literally (the demo's receiver) may reach loopback, nothing else."""
+    out = asyncio.run(_deliver_dns(_delivery("http://localhost:9/x"), _fake_dns(["10.0.0.1"])))
+    assert out.outcome == "rejected" and "10.0.0.1" in out.detail
+
+
+def test_redirect_to_a_private_address_is_refused():
+    with Receiver(SECRET) as rx:
+        # another origin (the metadata service): never followed
+        rx.responder = lambda r: (307, {"Location": "http://169.254.169.254/latest/meta-data"})
+        out = asyncio.run(_deliver_dns(_named(rx, allow=["127.0.0.0/8"]), _fake_dns(["127.0.0.1"])))
+        assert out.outcome == "rejected" and out.status == 307
+        # the same origin, but the name now resolves elsewhere (DNS rebinding between hops)
+        rx.responder = lambda r: (308, {"Location": "/moved"}) if r.path == "/hooks" else 200
+        dns = _fake_dns(["127.0.0.1"], ["10.0.0.1"])
+        out = asyncio.run(_deliver_dns(_named(rx, allow=["127.0.0.0/8"]), dns))
+        assert out.outcome == "rejected" and "10.0.0.1" in out.detail
+        assert [r.path for r in rx.received] == ["/hooks", "/hooks"]
+        assert dns.calls == ["hooks.test", "hooks.test"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl binary for a test certificate")
+def test_https_to_the_checked_address_still_verifies_the_name(tmp_path):
+    """Connecting to the pinned address keeps TLS honest: SNI and the certificate check use the name."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hooks.test",
+         "-addext", "subjectAltName=DNS:hooks.test", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    seen: list[str] = []
+
+    async def scenario(name: str) -> str:
+        async def handle(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            seen.append(request.host)
+            return aiohttp.web.Response(text="ok")
+
+        app = aiohttp.web.Application()
+        app.router.add_post("/hooks", handle)
+        runner = aiohttp.web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await aiohttp.web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_ctx).start()
+        try:
+            d = dataclasses.replace(
+                _delivery(f"https://{name}:{port}/hooks", max_age_s=1),
+                allow_networks=parse_allow_private(["127.0.0.0/8"]),
+            )
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ctx)) as session:
+                out = await deliver(session, d, FAST, None, _fake_dns(["127.0.0.1"]))
+            return out.outcome
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(scenario("hooks.test")) == "delivered"
+    assert seen and seen[0].startswith("hooks.test:")
+    # the same address under a name the certificate does not carry: the TLS check fails
+    assert asyncio.run(scenario("other.test")) == "expired"

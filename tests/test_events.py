@@ -87,6 +87,7 @@ BAD: list[tuple[bytes | dict[str, Any], str]] = [
     ({**GOOD, "ts": "2026-13-01T00:00:00Z"}, "bad_timestamp"),
     ({**GOOD, "ts": -1}, "bad_timestamp"),
     ({**GOOD, "ts": 1_767_268_800_000_000_000}, "bad_timestamp"),  # nanoseconds, not ms
+    ({**GOOD, "ts": 10**400}, "bad_timestamp"),  # does not fit a float (OverflowError once)
     ({**GOOD, "ts": "1969-12-31T23:59:59Z"}, "bad_timestamp"),
     ({**GOOD, "lang": "english!"}, "bad_lang"),
     ({**GOOD, "lang": "e"}, "bad_lang"),

@@ -182,6 +182,7 @@ class Dispatcher:
             created_at=m.created_at,
             max_age_s=target.max_age_s,
             timeout_s=target.timeout_s,
+            allow_networks=target.allow_networks,
         )
         t0 = time.monotonic()
         outcome = await deliver(await self.session(), d, self.policy, self.buckets.get(name))

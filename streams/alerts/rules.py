@@ -66,6 +66,7 @@ class Target:
     secret_env: str
     format: str = "standard"  # standard | slack
     allow_http: bool = False
+    allow_networks: tuple[Any, ...] = ()  # from allow_private: non-public networks it may reach (SSRF)
     rate_limit_per_minute: float = 60.0
     max_age_s: int = 3600
     timeout_s: int = 10
@@ -260,6 +261,18 @@ def _semantic_checks(data: dict[str, Any], report: _Report) -> None:
         problem = url_problem(expanded, target.get("allow_http") is True)
         if problem:
             report.add(("targets", name, "url"), problem)
+        allow_private = target.get("allow_private")
+        if isinstance(allow_private, list):
+            try:
+                parse_allow_private(allow_private)
+            except ValueError as exc:
+                report.add(("targets", name, "allow_private"), f"not a network (CIDR): {exc}")
+
+
+def parse_allow_private(value: Any) -> tuple[Any, ...]:
+    from streams.alerts.webhooks import parse_allow_private as parse
+
+    return parse(value)
 
 
 def url_problem(url: str, allow_http: bool) -> str | None:
@@ -300,6 +313,7 @@ def load_rules(path: Path | None, env: Mapping[str, str]) -> Rules:
             secret_env=t["secret_env"],
             format=t.get("format", "standard"),
             allow_http=t.get("allow_http", False),
+            allow_networks=parse_allow_private(t.get("allow_private")),
             rate_limit_per_minute=float(t.get("rate_limit_per_minute", 60)),
             max_age_s=parse_duration(t.get("max_age", "1h")),
             timeout_s=parse_duration(t.get("timeout", "10s")),

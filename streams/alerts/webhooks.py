@@ -8,6 +8,10 @@ capped exponential backoff with full jitter until ``max_age`` has passed
 since the alert transition; 4xx answers other than 408/429 are final.
 Redirects are not followed automatically: only a redirect to the same
 scheme + host + port is followed (up to 3).  Secrets never reach a log line.
+SSRF: before every request (each redirect hop too) the host is resolved, every
+address must be public unless the target allows its network, and the request
+then connects to that checked address (a second DNS answer cannot rebind it);
+a refused address is a final ``rejected`` outcome (docs/security.md).
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ import ipaddress
 import json
 import logging
 import random
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -36,6 +41,79 @@ MAX_REDIRECTS = 3
 
 class TargetUrlError(ValueError):
     """A target URL that moodwire refuses to deliver to."""
+
+
+class AddressRefused(Exception):
+    """A webhook host resolved to an address the target may not reach (SSRF guard): final."""
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+ANY_NETWORK: tuple[IPNetwork, ...] = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+LOOPBACK_NETWORKS: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
+def is_public_address(ip: IPAddress) -> bool:
+    """False for loopback, private, link-local, CGNAT, multicast, unspecified and reserved addresses."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (
+        ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_link_local or ip.is_loopback
+    )
+
+
+def address_allowed(address: str, allow: Sequence[IPNetwork]) -> bool:
+    """May a delivery connect to ``address``?  Public addresses always; others only inside ``allow``."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    if is_public_address(ip):
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in allow)
+
+
+def parse_allow_private(value: bool | Sequence[str] | None) -> tuple[IPNetwork, ...]:
+    """A target's ``allow_private``: true (every network), false/None (none) or a list of CIDRs."""
+    if value is None or value is False:
+        return ()
+    if value is True:
+        return ANY_NETWORK
+    return tuple(ipaddress.ip_network(str(v), strict=False) for v in value)
+
+
+def implicit_allow(url: str) -> tuple[IPNetwork, ...]:
+    """A URL that names loopback literally (localhost, 127.x, ::1) may reach loopback, and only that."""
+    host = urlsplit(url).hostname or ""
+    return LOOPBACK_NETWORKS if is_loopback_host(host) else ()
+
+
+async def system_resolve(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def checked_address(host: str, port: int, allow: Sequence[IPNetwork], resolve: Resolve) -> str:
+    """One address of ``host`` to connect to; AddressRefused if any of its addresses is not allowed.
+
+    Every address must pass (not just the one used), so a name that mixes a public and a
+    private answer is refused rather than left to chance.
+    """
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        addresses = await resolve(host, port)
+    if not addresses:
+        raise OSError(f"{host} did not resolve")
+    refused = [a for a in addresses if not address_allowed(a, allow)]
+    if refused:
+        raise AddressRefused(
+            f"{host} resolves to non-public address {refused[0]} (set allow_private on the target to allow)"
+        )
+    return addresses[0]
 
 
 class SecretError(ValueError):
@@ -169,6 +247,8 @@ class Delivery:
     created_at: float  # epoch seconds of the transition; max age counts from here
     max_age_s: float
     timeout_s: float = 10.0
+    # Non-public networks this target may reach, besides loopback for a URL that names it (SSRF guard).
+    allow_networks: tuple[IPNetwork, ...] = ()
 
 
 @dataclass
@@ -182,16 +262,30 @@ class Outcome:
 Sleep = Callable[[float], Awaitable[None]]
 
 
-async def post_once(session: aiohttp.ClientSession, d: Delivery) -> tuple[int, str]:
-    """One signed POST; follows same-origin redirects only.  Returns (status, detail)."""
+async def post_once(
+    session: aiohttp.ClientSession, d: Delivery, resolve: Resolve = system_resolve
+) -> tuple[int, str]:
+    """One signed POST; follows same-origin redirects only.  Returns (status, detail).
+
+    Each hop connects to an address checked by :func:`checked_address` (raises AddressRefused);
+    the original host name still goes in ``Host`` and in TLS (SNI and certificate check).
+    """
     url = d.url
+    allow = (*d.allow_networks, *implicit_allow(d.url))
     for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = await checked_address(host, port, allow, resolve)
+        pinned = address if ":" not in address else f"[{address}]"
         headers = signed_headers(d.secret, d.msg_id, d.body)
+        headers["host"] = parts.netloc.rpartition("@")[2]
         async with session.post(
-            url,
+            urlunsplit(parts._replace(netloc=f"{pinned}:{port}")),
             data=d.body,
             headers=headers,
             allow_redirects=False,
+            server_hostname=host if parts.scheme == "https" else None,
             timeout=aiohttp.ClientTimeout(total=d.timeout_s),
         ) as resp:
             await resp.read()
@@ -211,6 +305,7 @@ async def deliver(
     d: Delivery,
     policy: RetryPolicy | None = None,
     bucket: TokenBucket | None = None,
+    resolve: Resolve = system_resolve,
 ) -> Outcome:
     """Deliver ``d`` until a 2xx, a final 4xx, or ``max_age``; never raises for HTTP/network errors."""
     policy = policy or RetryPolicy()
@@ -235,7 +330,16 @@ async def deliver(
         attempt += 1
         t0 = time.perf_counter()
         try:
-            status, detail = await post_once(session, d)
+            status, detail = await post_once(session, d, resolve)
+        except AddressRefused as exc:
+            log.warning(
+                "webhook=rejected target=%s webhook_id=%s attempts=%d error=address_refused detail=%s",
+                d.target,
+                d.msg_id,
+                attempt,
+                exc,
+            )
+            return Outcome("rejected", attempt, None, f"address refused: {exc}")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             status, detail = 0, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         ms = (time.perf_counter() - t0) * 1000

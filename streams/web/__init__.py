@@ -27,7 +27,20 @@ async def web_service(ctx: WorkerContext, stop: asyncio.Event) -> None:
     from aiohttp import web
 
     from streams.agents import sleep_unless
+    from streams.web.access import TOKEN_SCOPE, exposure_problem, open_on_purpose
     from streams.web.api import build_app
+
+    problem = exposure_problem(settings)
+    if problem is not None:  # worker_cli refuses earlier; this covers every other caller
+        log.error("web=refused %s", problem)
+        return
+    if open_on_purpose(settings):
+        log.warning(
+            "web=unauthenticated host=%s port=%d: /api/* is open to anyone who can reach it "
+            "(MOODWIRE_WEB_ALLOW_UNAUTHENTICATED=true)",
+            settings.web_host,
+            settings.web_port,
+        )
 
     runner = web.AppRunner(build_app(ctx), access_log=None, handle_signals=False)
     await runner.setup()
@@ -54,7 +67,7 @@ async def web_service(ctx: WorkerContext, stop: asyncio.Event) -> None:
             "web=listening url=http://%s:%d/ auth=%s",
             settings.web_host,
             settings.web_port,
-            "bearer" if settings.api_token else "none",
+            f"bearer scope={TOKEN_SCOPE}" if settings.api_token else "none",
         )
         await stop.wait()
     finally:

@@ -5,14 +5,14 @@ embedded engine admits one process, which is why the API lives in the worker.
 Handlers read their parameters through :mod:`streams.web.params` (bad input is
 a 400 naming the parameter) and run only the named SQL of
 :mod:`streams.web.queries` with bound parameters.  ``/api/*`` needs
-``Authorization: Bearer <MOODWIRE_API_TOKEN>`` when a token is set; the page,
+``Authorization: Bearer <MOODWIRE_API_TOKEN>`` (a read-only token: every route is a GET) when a
+token is set (streams.web.access decides when one is required); the page,
 ``/health``, ``/ready`` and ``/metrics`` stay open (docs/web.md says why).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import time
@@ -29,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams.clickhouse import error_line
 from streams.metrics import METRICS
 from streams.web import queries as q
+from streams.web.access import token_matches
 from streams.web.params import (
     DIMENSIONS,
     MAX_SERIES,
@@ -145,8 +146,7 @@ def _authorized(request: web.Request) -> bool:
     token = request.app[CTX].settings.api_token
     if token is None:
         return True
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token.get_secret_value())
+    return token_matches(request.headers.get("Authorization", ""), token.get_secret_value())
 
 
 # -- helpers ----------------------------------------------------------------------------------------
