@@ -70,12 +70,13 @@ def build_app(
     )
     async def store(batch: list[InRecord]) -> dict[str, Any]:
         """ONE insert into ClickHouse per batch (ids deduplicate redeliveries)."""
+        taken_ms = time.time() * 1000
         decoded = decode_scored(batch)
         t0 = time.perf_counter()
         await sink.write(decoded.rows)
         METRICS.insert_seconds.observe(time.perf_counter() - t0)
         await app.send(dead_letters, [_undecodable(rec, why) for rec, why in decoded.bad])
-        stats.add_stored(decoded.rows, decoded.input_ts_ms)
+        stats.add_stored(decoded.rows, decoded.times_ms, taken_ms)
         METRICS.events_stored.inc(len(decoded.rows))
         for _, why in decoded.bad:
             METRICS.events_dlq.labels(why.partition(":")[0]).inc()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from streams.cli_errors import fail
 from streams.processes import stop_process
 from streams.replay import load_sample
 from streams.settings import Settings, load_settings
-from streams.stats import read_stats
+from streams.stats import BIN_MS, read_stats
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -121,23 +120,61 @@ def sustained_rate(settings: Settings, stats_path: Path, n: int) -> float:
 
 
 def latency_phase(settings: Settings, stats_path: Path, rate: float, seconds: float) -> dict[str, Any]:
-    from streams.produce_cli import produce_lines
+    """Produce at ``rate`` for ``seconds``: latency percentiles per segment, and worker RSS every 5 s."""
+    import threading
 
-    before = (read_stats(stats_path) or {}).get("stored", 0)
+    from streams.produce_cli import produce_lines
+    from streams.stats import SEGMENTS, bins_count, bins_percentile
+
+    start = read_stats(stats_path) or {}
+    before, bins0 = start.get("stored", 0), start.get("latency_bins", {})
     n = int(rate * seconds)
-    asyncio.run(produce_lines(settings, events(n, "latency"), rate=rate))
-    stats = wait_stats(stats_path, lambda s: s.get("stored", 0) >= before + n, 120)
-    lat = stats["latencies_ms"][-n:] if n <= len(stats["latencies_ms"]) else stats["latencies_ms"]
+    rss: list[tuple[float, int]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        t0 = time.monotonic()
+        while not done.wait(5.0):
+            now = read_stats(stats_path)
+            if now:
+                rss.append((time.monotonic() - t0, int(now["rss"])))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        asyncio.run(produce_lines(settings, events(n, "latency"), rate=rate))
+        stats = wait_stats(stats_path, lambda s: s.get("stored", 0) >= before + n, 120)
+    finally:
+        done.set()
+        sampler.join()
+    bins1 = stats["latency_bins"]
+    parts = {
+        name: {
+            "p50_ms": bins_percentile(bins1.get(name, {}), bins0.get(name), 50),
+            "p99_ms": bins_percentile(bins1.get(name, {}), bins0.get(name), 99),
+        }
+        for name in SEGMENTS
+    }
     return {
         "rate": rate,
         "events": n,
-        "p50_ms": percentile(lat, 50),
-        "p99_ms": percentile(lat, 99),
-        "mean_ms": statistics.fmean(lat) if lat else float("nan"),
+        "measured": bins_count(bins1.get("total", {}), bins0.get("total")),
+        "p50_ms": parts["total"]["p50_ms"],
+        "p99_ms": parts["total"]["p99_ms"],
+        "parts": parts,
         "rss_start": stats["rss_start"],
         "rss_end": stats["rss"],
+        "rss_timeline": rss,
         "elapsed_s": time.time() - stats["started"],
     }
+
+
+def rss_growth(timeline: list[tuple[float, int]], from_s: float) -> tuple[float, int, int] | None:
+    """(seconds between, RSS at the first sample >= from_s, RSS at the last sample)."""
+    later = [(t, r) for t, r in timeline if t >= from_s]
+    if len(later) < 2:
+        return None
+    return later[-1][0] - later[0][0], later[0][1], later[-1][1]
 
 
 @click.command("pipeline", context_settings={"help_option_names": ["-h", "--help"]})
@@ -207,13 +244,30 @@ def bench_pipeline_command(
             lat = latency_phase(settings, stats_path, 0.7 * results["sustained_eps"], minutes * 60)
             results["latency"] = lat
             click.echo(
-                f"latency at {lat['rate']:.1f} events/s (70%) over {minutes:g} min: "
-                f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms"
+                f"latency at {lat['rate']:.1f} events/s (70%) over {minutes:g} min "
+                f"({lat['measured']} events, {BIN_MS} ms bins): p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms"
+            )
+            click.echo(
+                "  parts p50/p99: "
+                + ", ".join(
+                    f"{name} {p['p50_ms']:.0f}/{p['p99_ms']:.0f} ms"
+                    for name, p in lat["parts"].items()
+                    if name != "total"
+                )
             )
             click.echo(
                 f"worker RSS: {lat['rss_start'] / 2**20:.0f} MiB at start, {lat['rss_end'] / 2**20:.0f} MiB "
                 f"after {lat['elapsed_s'] / 60:.1f} min"
             )
+            # Growth after warm-up: from a third of the phase (minute 5 of 15) to its end.
+            growth = rss_growth(lat["rss_timeline"], minutes * 60 / 3)
+            if growth:
+                span, r0, r1 = growth
+                results["rss_growth_mib"] = (r1 - r0) / 2**20
+                click.echo(
+                    f"worker RSS growth over the last {span / 60:.1f} min of the phase: "
+                    f"{r0 / 2**20:.0f} -> {r1 / 2**20:.0f} MiB ({(r1 - r0) / 2**20:+.1f} MiB)"
+                )
             if "ceiling_eps" in results:
                 results["ratio_to_ceiling"] = results["sustained_eps"] / results["ceiling_eps"]
                 results["ratio_to_naive"] = results["sustained_eps"] / results["naive_eps"]

@@ -25,7 +25,8 @@ REQUIRED = ("id", "text", "ts", "sentiment", "sentiment_scores", "topic", "topic
 @dataclass
 class DecodedBatch:
     rows: list[dict[str, Any]] = field(default_factory=list)
-    input_ts_ms: list[int] = field(default_factory=list)  # per row, when known: for end-to-end latency
+    # per row, when known: (input record ts, scored record ts), for end-to-end latency and its parts
+    times_ms: list[tuple[int, int]] = field(default_factory=list)
     bad: list[tuple[InRecord, str]] = field(default_factory=list)
 
 
@@ -45,7 +46,7 @@ def decode_scored(records: Sequence[InRecord]) -> DecodedBatch:
         out.rows.append(row)
         raw_ts = rec.header(H_INPUT_TS)
         if raw_ts is not None and raw_ts.isdigit():
-            out.input_ts_ms.append(int(raw_ts))
+            out.times_ms.append((int(raw_ts), rec.timestamp_ms))
     return out
 
 

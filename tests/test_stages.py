@@ -91,7 +91,7 @@ def test_store_stage_one_insert_and_fault_file(runner, tmp_path: Path) -> None:
     records = [InRecord("scored-events", 0, i, 0, None, r.value, r.headers) for i, r in enumerate(scored)]
     decoded = decode_scored([*records, InRecord("scored-events", 0, 9, 0, None, b"garbage")])
     assert len(decoded.rows) == 2 and [why for _, why in decoded.bad] == ["invalid_scored_json"]
-    assert len(decoded.input_ts_ms) == 2
+    assert len(decoded.times_ms) == 2
     client = connect(f"chdb://{tmp_path / 'ch'}")
     try:
         migrate(client)
