@@ -1,25 +1,25 @@
-"""The agent runtime: micro-batches from Kafka, at-least-once, with retry and backoff.
+"""Faust agents that take micro-batches, retry until durable, and ack in take order (at-least-once).
 
-This is the small part of Faust that the pipeline needs, written on aiokafka
-so that delivery semantics live in one place and are explicit (see
-docs/streaming.md for why not faust-streaming).  An agent is an async function
-``handler(batch) -> log fields`` registered with :meth:`App.agent`; the
-runtime, per agent:
+Every agent is a faust-streaming agent (``@app.agent`` on a Faust topic, ``concurrency=1``)
+run by Faust's consumer and producer.  What this module adds is the batch contract the
+stages rely on; a handler is an async function ``handler(batch) -> log fields``:
 
-1. takes a micro-batch: up to ``batch_size`` records or ``batch_max_wait_ms``;
-2. calls the handler until it succeeds - any exception means "not durable",
-   so the SAME batch is retried with capped exponential backoff, forever;
-   nothing is skipped and the worker stays up;
-3. only then commits, per partition, the offset after the batch's last record.
+1. take a micro-batch with ``Stream.noack_take(batch_size, within)``: up to ``batch_size``
+   events or ``max_wait_ms``, and Faust does NOT ack them when they are yielded;
+2. call the handler until it succeeds - any exception means "not durable", so the SAME
+   batch is retried with capped exponential backoff, forever; nothing is skipped and
+   the worker stays up;
+3. only then ack the batch's events, batches strictly in the order they were taken.
+   Faust's consumer commits, per partition, the highest *contiguous* acked offset
+   (every ``broker_commit_interval``, on rebalance and on stop), so a commit never passes
+   an event whose outputs are not durable.
 
-An agent may run its handler on several batches at once (``in_flight``, to
-keep Triton busy while the previous batch's outputs are produced); commits
-still follow the order the batches were taken in.
-
-Handlers send with :meth:`App.send`, which returns only when the broker has
-acknowledged every record (acks=all).  A crash anywhere before step 3 means
-the batch is delivered again; idempotent storage turns that into
-exactly-once results.  Offsets are never auto-committed.
+Agents keep ``concurrency=1`` (faust-streaming issue 606: with more, commits can pass
+in-flight events).  Overlap comes from inside the agent instead: with ``in_flight`` > 1
+the next batch is taken while earlier ones are still in their handler (at Triton), and
+acks still follow take order.  Handlers send with :meth:`App.send`, which returns when
+the broker has acknowledged every record (acks=all).  A crash anywhere before step 3
+means the events are delivered again; idempotent storage makes the results exact.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+import faust
+from faust.types import TP
 
 from streams.metrics import METRICS, Position
 from streams.records import MAX_RECORD_BYTES, InRecord, OutRecord
@@ -44,26 +44,25 @@ from streams.settings import Settings
 log = logging.getLogger("moodwire.agents")
 
 Handler = Callable[[list[InRecord]], Awaitable[dict[str, Any] | None]]
+AGENTS = ("classify", "store", "deliver")  # what `moodwire worker --agents` may name
 
 
 @dataclass(frozen=True)
 class Agent:
     name: str
     topic: str
-    group: str
     handler: Handler
     batch_size: int
     max_wait_ms: int
-    in_flight: int = 1  # batches whose handlers may run at once (commits stay in order)
+    in_flight: int = 1  # batches whose handlers may run at once (acks stay in take order)
 
 
-def next_offsets(batch: Sequence[InRecord]) -> dict[TopicPartition, int]:
-    """Per partition, the offset to commit after ``batch``: its last offset + 1."""
-    out: dict[TopicPartition, int] = {}
-    for rec in batch:
-        tp = TopicPartition(rec.topic, rec.partition)
-        out[tp] = max(out.get(tp, 0), rec.offset + 1)
-    return out
+@dataclass
+class Batch:
+    events: list[Any]  # faust Events, acked once the handler has succeeded
+    records: list[InRecord]
+    taken: float
+    task: asyncio.Task[tuple[dict[str, Any] | None, int]] = field(repr=False)
 
 
 def backoff_s(attempt: int, cap_s: float, base_s: float = 0.25) -> float:
@@ -71,47 +70,133 @@ def backoff_s(attempt: int, cap_s: float, base_s: float = 0.25) -> float:
     return min(cap_s, base_s * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
 
 
-async def take_batch(consumer: AIOKafkaConsumer, max_records: int, max_wait_ms: int) -> list[InRecord]:
-    """Up to ``max_records`` records, waiting at most ``max_wait_ms`` from the first poll."""
-    deadline = time.monotonic() + max_wait_ms / 1000
-    batch: list[InRecord] = []
-    while len(batch) < max_records:
-        left_ms = int((deadline - time.monotonic()) * 1000)
-        if left_ms <= 0 and batch:
-            break
-        polled = await consumer.getmany(timeout_ms=max(left_ms, 0), max_records=max_records - len(batch))
-        for records in polled.values():
-            batch.extend(InRecord.from_consumer(r) for r in records)
-        if left_ms <= 0:
-            break
-    return batch
+def in_record(message: Any) -> InRecord:
+    """A Faust message (raw bytes in and out) as the stages' record type."""
+    headers = message.headers or ()
+    if isinstance(headers, dict):
+        headers = headers.items()
+    return InRecord(
+        message.topic,
+        message.partition,
+        message.offset,
+        int(message.timestamp * 1000),
+        message.key,
+        message.value if message.value is not None else b"",
+        tuple((k, v if v is not None else b"") for k, v in headers),
+    )
+
+
+def faust_app(app_id: str, settings: Settings) -> faust.App:
+    """The Faust app: raw bytes, acks=all, no Faust web server (ours is streams.web), no tables."""
+    s = settings
+    session_s = s.kafka_session_timeout_ms / 1000
+    return faust.App(
+        app_id,
+        broker=[f"kafka://{server.strip()}" for server in s.kafka_bootstrap_servers.split(",")],
+        broker_credentials=_credentials(s),
+        key_serializer="raw",
+        value_serializer="raw",
+        processing_guarantee="at_least_once",
+        autodiscover=False,
+        web_enabled=False,
+        topic_partitions=s.topic_partitions,
+        topic_replication_factor=1,
+        topic_disable_leader=True,  # no tables, so no use for Faust's leader topic
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session_s,
+        broker_heartbeat_interval=max(session_s / 3, 0.1),
+        broker_request_timeout=max(90.0, session_s + 5),
+        broker_rebalance_timeout=max(2 * session_s, 10.0),
+        # Liveness is the heartbeat (Faust's consumer runs in its own thread); a batch may
+        # legitimately wait out a long outage of Triton or ClickHouse.
+        broker_max_poll_interval=24 * 3600.0,
+        broker_commit_interval=s.kafka_commit_interval_ms / 1000,
+        consumer_max_fetch_size=MAX_RECORD_BYTES,
+        producer_acks=-1,
+        producer_max_request_size=MAX_RECORD_BYTES,
+        producer_linger=0.005,
+        producer_compression_type=None,
+        stream_buffer_maxsize=4 * max(s.batch_size, s.store_batch_size),
+    )
+
+
+def _credentials(s: Settings) -> Any:
+    ssl_context = s.kafka_ssl_context()
+    if s.kafka_security_protocol.startswith("SASL_"):
+        assert s.kafka_sasl_password is not None  # checked by Settings
+        return faust.SASLCredentials(
+            username=s.kafka_sasl_username,
+            password=s.kafka_sasl_password.get_secret_value(),
+            ssl_context=ssl_context,
+            mechanism=s.kafka_sasl_mechanism,
+        )
+    if ssl_context is not None:
+        return faust.SSLCredentials(ssl_context)
+    return None
 
 
 class App:
-    """Topics, agents and one shared producer; :meth:`run` runs every agent until ``stop`` is set."""
+    """Topics, agents and Faust's producer; :meth:`run` runs the agents until ``stop`` is set.
 
-    def __init__(self, name: str, settings: Settings) -> None:
-        self.name = name
+    ``only``: the agents this process runs (None: all).  All of them join ONE consumer group,
+    ``app_id``; each worker subscribes to the topics of the agents it runs, and Faust's
+    assignor spreads each topic's partitions over the workers that subscribe to it.
+    """
+
+    def __init__(self, app_id: str, settings: Settings, only: Collection[str] | None = None) -> None:
+        self.name = app_id
         self.settings = settings
+        self.only = None if only is None else frozenset(only)
+        self.faust = faust_app(app_id, settings)
         self.agents: list[Agent] = []
-        self.producer: AIOKafkaProducer | None = None
-        self._consumers: dict[str, AIOKafkaConsumer] = {}
-        self.ready = asyncio.Event()  # set once the producer is up (App.send works)
+        self.ready = asyncio.Event()  # set once Faust (producer, consumer) is up: App.send works
+        self.rebalances: list[float] = []  # seconds each rebalance kept this worker's agents stopped
+        self._topics: dict[str, faust.TopicT] = {}
         self._next: dict[tuple[str, str, int], int] = {}  # (agent, topic, partition) -> next offset
+        self._rebalance_started: float | None = None
+        self.faust.on_partitions_revoked.connect(self._on_revoked)
+        self.faust.on_partitions_assigned.connect(self._on_assigned)
+
+    def topic(self, name: str) -> faust.TopicT:
+        if name not in self._topics:
+            self._topics[name] = self.faust.topic(
+                name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+            )
+        return self._topics[name]
+
+    @property
+    def producer(self) -> Any:
+        """The underlying aiokafka producer (for health probes), or None before start."""
+        if not self.ready.is_set():
+            return None
+        return getattr(self.faust.producer, "_producer", None)
 
     def positions(self) -> list[Position]:
         """Per agent and assigned partition: next offset to process and the fetch high watermark.
 
-        The high watermark comes from fetch responses (tansu's ListOffsets is
-        wrong, its fetch high watermark is right); -1 until the first fetch.
+        The high watermark comes from fetch responses (tansu's ListOffsets is wrong, its
+        fetch high watermark is right); -1 until the first fetch.
         """
+        if not self.ready.is_set():
+            return []
+        consumer = self.faust.consumer
         out: list[Position] = []
-        for name, consumer in self._consumers.items():
+        for agent in self.agents:
+            if not self.runs(agent.name):
+                continue
             for tp in sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition)):
+                if tp.topic != agent.topic:
+                    continue
                 hw = consumer.highwater(tp)
-                pos = self._next.get((name, tp.topic, tp.partition), -1)
-                out.append((name, tp.topic, tp.partition, pos, -1 if hw is None else hw))
+                pos = self._next.get((agent.name, tp.topic, tp.partition))
+                if pos is None:
+                    committed = consumer._committed_offset.get(tp)  # what the group resumes from
+                    pos = -1 if committed is None else committed
+                out.append((agent.name, tp.topic, tp.partition, pos, -1 if hw is None else hw))
         return out
+
+    def runs(self, agent: str) -> bool:
+        return self.only is None or agent in self.only
 
     # -- topology -------------------------------------------------------------------------------
 
@@ -119,7 +204,6 @@ class App:
         self,
         topic: str,
         *,
-        group: str | None = None,
         batch_size: int | None = None,
         max_wait_ms: int | None = None,
         in_flight: int = 1,
@@ -127,18 +211,21 @@ class App:
         """Register ``handler`` for ``topic``; batch limits default to MOODWIRE_BATCH_SIZE / _MAX_WAIT_MS."""
 
         def register(handler: Handler) -> Handler:
-            name = handler.__name__
-            self.agents.append(
-                Agent(
-                    name,
-                    topic,
-                    group or f"{self.name}-{name}",
-                    handler,
-                    batch_size or self.settings.batch_size,
-                    max_wait_ms or self.settings.batch_max_wait_ms,
-                    max(1, in_flight),
-                )
+            spec = Agent(
+                handler.__name__,
+                topic,
+                handler,
+                batch_size or self.settings.batch_size,
+                max_wait_ms or self.settings.batch_max_wait_ms,
+                max(1, in_flight),
             )
+            self.agents.append(spec)
+            if self.runs(spec.name):
+
+                async def consume(stream: faust.StreamT) -> None:
+                    await self._consume(spec, stream)
+
+                self.faust.agent(self.topic(topic), name=f"{self.name}.{spec.name}", concurrency=1)(consume)
             return handler
 
         return register
@@ -147,132 +234,107 @@ class App:
         """Produce ``records`` and return when the broker has acknowledged all of them."""
         if not records:
             return
-        assert self.producer is not None, "App.send called before App.run started the producer"
+        assert self.ready.is_set(), "App.send called before App.run started Faust"
+        channel = self.topic(topic)
         futures = [
-            await self.producer.send(topic, r.value, key=r.key, headers=list(r.headers)) for r in records
+            await channel.send(key=r.key, value=r.value, headers=list(r.headers) or None) for r in records
         ]
         await asyncio.gather(*futures)
 
     # -- runtime --------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        kafka = self.settings.kafka_client_kwargs()
-        self.producer = AIOKafkaProducer(
-            **kafka,
-            acks="all",
-            enable_idempotence=False,  # tansu cannot init idempotent producers; ids make redelivery harmless
-            max_request_size=MAX_RECORD_BYTES,
-            linger_ms=5,
-        )
-        await self.producer.start()
+        """Start Faust (consumer, producer, agents), run until ``stop``; raise if Faust crashed."""
+        app = self.faust
+        if not any(self.runs(a.name) for a in self.agents):
+            # Nothing to consume (a send-only App): Faust's consumer would have no topic to
+            # subscribe to, so only the producer runs.
+            await app.maybe_start_producer()
+            self.ready.set()
+            try:
+                await stop.wait()
+            finally:
+                self.ready.clear()
+                await app.producer.stop()
+            return
+        await app.start()
         self.ready.set()
-        tasks = [asyncio.create_task(self._consume(a, stop), name=f"agent-{a.name}") for a in self.agents]
+        stopped = asyncio.ensure_future(app.wait_until_stopped())
+        asked = asyncio.ensure_future(stop.wait())
         try:
-            await stop.wait()
+            await asyncio.wait([stopped, asked], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            # An unfinished batch is simply not committed: it is delivered again on restart.
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
             self.ready.clear()
-            await self.producer.stop()
-            self.producer = None
+            for fut in (stopped, asked):
+                fut.cancel()
+            # Agents are cancelled first: unacked (unfinished) batches are not committed and
+            # are delivered again next time; Faust then commits what was acked and leaves the group.
+            with contextlib.suppress(Exception):
+                await app.stop()
+        if app.crash_reason is not None:
+            raise RuntimeError(f"faust crashed: {app.crash_reason!r}") from app.crash_reason
 
-    def _consumer(self, agent: Agent) -> AIOKafkaConsumer:
-        s = self.settings
-        return AIOKafkaConsumer(
-            agent.topic,
-            **s.kafka_client_kwargs(),
-            group_id=agent.group,
-            client_id=f"{self.name}-{agent.name}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=s.kafka_session_timeout_ms,
-            heartbeat_interval_ms=max(s.kafka_session_timeout_ms // 3, 100),
-            # Liveness is the heartbeat; a batch may legitimately wait out a long outage.
-            max_poll_interval_ms=24 * 3600 * 1000,
-            max_partition_fetch_bytes=MAX_RECORD_BYTES,
-            fetch_max_bytes=4 * MAX_RECORD_BYTES,
-        )
-
-    async def _consume(self, agent: Agent, stop: asyncio.Event) -> None:
-        """Take batches and run the handler on up to ``agent.in_flight`` of them at once.
-
-        Offsets are committed strictly in batch order: a batch that finishes
-        early waits for every batch taken before it, so a commit never covers a
-        record whose outputs are not durable yet (the hazard of Faust's
-        ``concurrency``), whatever order the handlers finish in.
-        """
-        consumer = self._consumer(agent)
-        await self._retry(agent, "start", consumer.start, stop)
-        self._consumers[agent.name] = consumer
+    async def _consume(self, agent: Agent, stream: faust.StreamT) -> None:
+        """Take batches; run the handler on up to ``agent.in_flight`` of them; ack in take order."""
         log.info(
             "agent=%s status=started topic=%s group=%s batch_size=%d max_wait_ms=%d in_flight=%d",
             agent.name,
             agent.topic,
-            agent.group,
+            self.name,
             agent.batch_size,
             agent.max_wait_ms,
             agent.in_flight,
         )
-        pending: deque[tuple[list[InRecord], float, asyncio.Task[tuple[dict[str, Any] | None, int]]]] = (
-            deque()
-        )
+        pending: deque[Batch] = deque()
         try:
-            while not stop.is_set():
-                while pending and pending[0][2].done():
-                    await self._finish(agent, consumer, *pending.popleft())
-                if len(pending) >= agent.in_flight:
-                    await asyncio.wait([pending[0][2]])
-                    continue
-                # With batches in flight, poll briefly so a finished one is committed promptly.
-                wait_ms = min(agent.max_wait_ms, 20) if pending else agent.max_wait_ms
-                batch = await take_batch(consumer, agent.batch_size, wait_ms)
-                if not batch:
-                    continue
-                METRICS.batch_size.labels(agent.name).observe(len(batch))
-                task = asyncio.create_task(self._until_done(agent, batch, stop))
-                pending.append((batch, time.perf_counter(), task))
+            async for events in stream.noack_take(agent.batch_size, within=agent.max_wait_ms / 1000):
+                records = [in_record(e.message) for e in events]
+                METRICS.batch_size.labels(agent.name).observe(len(records))
+                batch = Batch(
+                    list(events),
+                    records,
+                    time.perf_counter(),
+                    asyncio.create_task(self._until_done(agent, records)),
+                )
+                pending.append(batch)
+                # Acks happen as soon as the oldest batch is done, also while no new event arrives.
+                batch.task.add_done_callback(lambda _: self._ack_done(agent, pending))
+                while len(pending) >= agent.in_flight:
+                    await asyncio.wait([pending[0].task])
+                    self._ack_done(agent, pending)
         finally:
-            # Unfinished batches are not committed: they are delivered again next time.
-            for _, _, task in pending:
-                task.cancel()
-            for _, _, task in pending:
+            # Unfinished batches are not acked, so not committed: they are delivered again.
+            for batch in pending:
+                batch.task.cancel()
+            for batch in pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            self._consumers.pop(agent.name, None)
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+                    await batch.task
 
-    async def _finish(
-        self,
-        agent: Agent,
-        consumer: AIOKafkaConsumer,
-        batch: list[InRecord],
-        t0: float,
-        task: asyncio.Task[tuple[dict[str, Any] | None, int]],
-    ) -> None:
-        fields, attempts = task.result()  # _until_done only ends by success or cancellation
-        t1 = time.perf_counter()
-        await self._commit(agent, consumer, batch)
-        if not log.isEnabledFor(logging.INFO):
-            return
-        extra = " ".join(f"{k}={v}" for k, v in (fields or {}).items())
-        log.info(
-            "agent=%s records=%d attempts=%d ms=%.1f commit_ms=%.1f %s",
-            agent.name,
-            len(batch),
-            attempts,
-            (t1 - t0) * 1000,
-            (time.perf_counter() - t1) * 1000,
-            extra,
-        )
+    def _ack_done(self, agent: Agent, pending: deque[Batch]) -> None:
+        """Ack the leading run of finished batches, oldest first; stop at the first unfinished one."""
+        while pending and pending[0].task.done() and not pending[0].task.cancelled():
+            batch = pending.popleft()
+            fields, attempts = batch.task.result()  # _until_done only ends by success or cancellation
+            self._ack(agent, batch)
+            if log.isEnabledFor(logging.INFO):
+                extra = " ".join(f"{k}={v}" for k, v in (fields or {}).items())
+                log.info(
+                    "agent=%s records=%d attempts=%d ms=%.1f %s",
+                    agent.name,
+                    len(batch.records),
+                    attempts,
+                    (time.perf_counter() - batch.taken) * 1000,
+                    extra,
+                )
 
-    async def _until_done(
-        self, agent: Agent, batch: list[InRecord], stop: asyncio.Event
-    ) -> tuple[dict[str, Any] | None, int]:
+    def _ack(self, agent: Agent, batch: Batch) -> None:
+        for event in batch.events:
+            event.ack()
+        for rec in batch.records:
+            key = (agent.name, rec.topic, rec.partition)
+            self._next[key] = max(self._next.get(key, 0), rec.offset + 1)
+
+    async def _until_done(self, agent: Agent, batch: list[InRecord]) -> tuple[dict[str, Any] | None, int]:
         attempt = 0
         while True:
             attempt += 1
@@ -292,36 +354,28 @@ class App:
                     type(exc).__name__,
                     " ".join(str(exc).split())[:300],
                 )
-                await sleep_unless(stop, delay)
-                if stop.is_set():
-                    raise asyncio.CancelledError from None
+                await asyncio.sleep(delay)
 
-    async def _retry(
-        self, agent: Agent, what: str, action: Callable[[], Awaitable[Any]], stop: asyncio.Event
-    ) -> None:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await action()
-                return
-            except KafkaError as exc:
-                delay = backoff_s(attempt, self.settings.retry_max_backoff_s)
-                log.warning("agent=%s status=%s_failed attempt=%d error=%s", agent.name, what, attempt, exc)
-                await sleep_unless(stop, delay)
-                if stop.is_set():
-                    raise asyncio.CancelledError from None
+    # -- rebalances -----------------------------------------------------------------------------
 
-    async def _commit(self, agent: Agent, consumer: AIOKafkaConsumer, batch: list[InRecord]) -> None:
-        offsets = next_offsets(batch)
-        try:
-            await consumer.commit(offsets)
-            for tp, offset in offsets.items():
-                self._next[(agent.name, tp.topic, tp.partition)] = offset
-        except (CommitFailedError, KafkaError) as exc:
-            # The partitions moved to another member (rebalance): it re-reads from the last
-            # commit, so this batch is delivered once more - harmless, outputs are idempotent.
-            log.warning("agent=%s status=commit_failed records=%d error=%s", agent.name, len(batch), exc)
+    async def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
+        self._rebalance_started = time.monotonic()
+        for agent, topic, partition in list(self._next):
+            if TP(topic, partition) in revoked:
+                del self._next[(agent, topic, partition)]
+
+    async def _on_assigned(self, sender: Any, assigned: set[TP], **_: Any) -> None:
+        if self._rebalance_started is None:
+            return
+        pause = time.monotonic() - self._rebalance_started
+        self._rebalance_started = None
+        self.rebalances.append(pause)
+        METRICS.rebalance_seconds.observe(pause)
+        log.info(
+            "rebalance=done pause_ms=%.0f partitions=%s",
+            pause * 1000,
+            ",".join(f"{tp.topic}/{tp.partition}" for tp in sorted(assigned)),
+        )
 
 
 async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -33,12 +33,13 @@ from streams.store_stage import ClickHouseSink, decode_scored
 
 def build_app(
     settings: Settings,
-    runner: Runner,
-    sink: ClickHouseSink,
+    runner: Runner | None,
+    sink: ClickHouseSink | None,
     stats: WorkerStats,
     dispatcher: Dispatcher | None = None,
 ) -> App:
-    app = App("moodwire", settings)
+    """The topology; the worker runs the agents in ``settings.agents`` (each needs its dependency)."""
+    app = App(settings.kafka_group_id, settings, only=settings.agents)
     masker = Masker.from_settings(settings)  # None unless MOODWIRE_MASKING=on
 
     # -- topics -----------------------------------------------------------------------------------
@@ -51,6 +52,7 @@ def build_app(
     @app.agent(text_events, in_flight=settings.classify_in_flight)
     async def classify(batch: list[InRecord]) -> dict[str, Any]:
         """Validate, ONE runner request for the valid events, mask, then scored + DLQ records (acked)."""
+        assert runner is not None, "classify runs only in a worker that opened a runner"
         result = await classify_batch(batch, runner, masker)
         await app.send(dead_letters, result.dlq)
         await app.send(scored_events, result.scored)
@@ -70,6 +72,7 @@ def build_app(
     )
     async def store(batch: list[InRecord]) -> dict[str, Any]:
         """ONE insert into ClickHouse per batch (ids deduplicate redeliveries)."""
+        assert sink is not None, "store runs only in a worker that opened ClickHouse"
         taken_ms = time.time() * 1000
         decoded = decode_scored(batch)
         t0 = time.perf_counter()

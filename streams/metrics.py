@@ -63,6 +63,7 @@ class Metrics:
     alert_transitions: Counter  # label: state (firing / resolved / severity)
     alert_deliveries: Counter  # label: outcome (delivered / failed / rejected / expired)
     consumer_lag: ConsumerLagCollector
+    rebalance_seconds: Histogram  # revoke -> assigned: how long a rebalance stopped this worker's agents
     http_requests: Counter  # labels: route, status (the worker's web API)
     http_seconds: Histogram  # label: route
 
@@ -124,6 +125,12 @@ def make_metrics() -> Metrics:
             "moodwire_alert_deliveries", "Webhook delivery outcomes", ["outcome"], registry=reg
         ),
         consumer_lag=lag,
+        rebalance_seconds=Histogram(
+            "moodwire_rebalance_seconds",
+            "Consumer group rebalances: partitions revoked until new ones assigned",
+            buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0),
+            registry=reg,
+        ),
         http_requests=Counter(
             "moodwire_http_requests", "Web API requests answered", ["route", "status"], registry=reg
         ),

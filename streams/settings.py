@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = Field(
         6_000, ge=1_000, description="Consumer group session timeout; tansu makes a join wait half of it."
     )
+    kafka_commit_interval_ms: int = Field(
+        1_000,
+        ge=10,
+        le=60_000,
+        description="How often acked offsets are committed (Faust broker_commit_interval).",
+    )
 
     # Topics
     topic_input: str = "text-events"
@@ -78,6 +84,14 @@ class Settings(BaseSettings):
     topic_scored: str = "scored-events"
     topic_alerts: str = "alerts"
     topic_partitions: int = Field(4, ge=1, le=1024)
+
+    # Which agents this worker runs (streams.agents.AGENTS); all workers share one consumer group
+    worker_agents: str = Field(
+        "classify,store,deliver",
+        pattern=r"^ *(classify|store|deliver)( *, *(classify|store|deliver))* *$",
+        description="Comma-separated agents this worker runs: classify, store, deliver.",
+    )
+    kafka_group_id: str = Field("moodwire", min_length=1, description="Consumer group (the Faust app id).")
 
     # Micro-batching
     batch_size: int = Field(64, ge=1, le=10_000)
@@ -222,6 +236,10 @@ class Settings(BaseSettings):
     def effective_clickhouse_dsn(self) -> str:
         """The configured DSN, or the embedded engine under ``data_dir``."""
         return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def agents(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.worker_agents.split(","))
 
     @property
     def uses_tls(self) -> bool:

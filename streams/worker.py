@@ -1,4 +1,10 @@
-"""Start-up and shutdown of the worker: open the runner and ClickHouse, create topics, run the app.
+"""Start-up and shutdown of the worker: open the runner and ClickHouse, create topics, run the agents.
+
+A worker runs the agents named by MOODWIRE_WORKER_AGENTS (``moodwire worker --agents``) and
+opens only what they need: the runner for ``classify``, ClickHouse for ``store`` and
+``deliver`` (and then the alert evaluator and the dashboard's data routes).  So with the
+embedded chDB, which one process may open, several ``--agents classify`` workers share the
+scoring load beside one worker that stores.
 
 Every dependency is waited for with backoff instead of failing: a worker
 started before Triton, ClickHouse or the broker simply waits for them
@@ -40,9 +46,9 @@ class WorkerContext:
     """What the worker's side services (web API, alerts) share with the agents."""
 
     settings: Settings
-    db: Database
+    db: Database | None  # None in a worker that neither stores nor delivers
     app: App  # ``await app.ready.wait()`` before ``app.send``: the producer starts with the agents
-    runner: Runner
+    runner: Runner | None  # None in a worker that does not classify
     stats: WorkerStats
 
 
@@ -56,7 +62,7 @@ def services(settings: Settings) -> list[Service]:
     from streams.web import web_service
 
     out: list[Service] = [web_service]
-    if settings.alerts_enabled:
+    if settings.alerts_enabled and needs_clickhouse(settings):
         from streams.alerts.service import alert_evaluator
 
         out.append(alert_evaluator(load_alert_rules(settings)))
@@ -76,8 +82,12 @@ def load_alert_rules(settings: Settings) -> Rules:
     return load_rules(settings.alerts_rules_file, os.environ)
 
 
-def make_dispatcher(settings: Settings, db: Database) -> Dispatcher | None:
-    if not settings.alerts_enabled:
+def needs_clickhouse(settings: Settings) -> bool:
+    return bool(settings.agents & {"store", "deliver"})
+
+
+def make_dispatcher(settings: Settings, db: Database | None) -> Dispatcher | None:
+    if not settings.alerts_enabled or db is None or "deliver" not in settings.agents:
         return None
     import os
 
@@ -149,28 +159,39 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     cap = settings.retry_max_backoff_s
     stats = WorkerStats(settings.data_dir / "worker-stats.json")
     dsn = settings.effective_clickhouse_dsn
+    agents = settings.agents
 
     def open_clickhouse() -> Any:
         client = connect(dsn)
         migrate(client)
         return client
 
-    client = await wait_for(f"clickhouse({redact_dsn(dsn)})", open_clickhouse, stop, cap)
-    runner = await wait_for(f"runner({settings.runner})", lambda: make_runner(settings), stop, cap)
+    client = runner = None
     try:
-        if client is None or runner is None:
-            return
+        if needs_clickhouse(settings):
+            client = await wait_for(f"clickhouse({redact_dsn(dsn)})", open_clickhouse, stop, cap)
+            if client is None:
+                return
+        if "classify" in agents:
+            runner = await wait_for(f"runner({settings.runner})", lambda: make_runner(settings), stop, cap)
+            if runner is None:
+                return
         await _until(stop, lambda: ensure_topics(settings), "kafka", cap)
-        db = Database(client)
-        sink = ClickHouseSink(db, settings.fault_store_file)
+        if stop.is_set():
+            return
+        db = Database(client) if client is not None else None
+        sink = ClickHouseSink(db, settings.fault_store_file) if db is not None else None
         dispatcher = make_dispatcher(settings, db)
         app = build_app(settings, runner, sink, stats, dispatcher)
         METRICS.consumer_lag.source = app.positions
         ctx = WorkerContext(settings, db, app, runner, stats)
         log.info(
-            "worker=ready runner=%s clickhouse=%s bootstrap=%s batch_size=%d batch_max_wait_ms=%d",
-            settings.runner,
-            redact_dsn(dsn),
+            "worker=ready agents=%s group=%s runner=%s clickhouse=%s bootstrap=%s batch_size=%d "
+            "batch_max_wait_ms=%d",
+            ",".join(a.name for a in app.agents if app.runs(a.name)),
+            settings.kafka_group_id,
+            settings.runner if runner is not None else "none",
+            redact_dsn(dsn) if db is not None else "none",
             settings.kafka_bootstrap_servers,
             settings.batch_size,
             settings.batch_max_wait_ms,

@@ -26,10 +26,19 @@ from streams.settings import SettingsError, load_settings
     help="Micro-batch wait (MOODWIRE_BATCH_MAX_WAIT_MS).",
 )
 @click.option(
+    "--agents",
+    metavar="LIST",
+    help="Agents to run, comma-separated: classify, store, deliver (MOODWIRE_WORKER_AGENTS; default all).",
+)
+@click.option(
     "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING"]), default="INFO", show_default=True
 )
 def worker_command(
-    runner: str | None, batch_size: int | None, batch_max_wait_ms: int | None, log_level: str
+    runner: str | None,
+    batch_size: int | None,
+    batch_max_wait_ms: int | None,
+    agents: str | None,
+    log_level: str,
 ) -> None:
     """Run the pipeline: text-events -> Triton -> scored-events -> ClickHouse, plus alerts and the web API.
 
@@ -37,11 +46,15 @@ def worker_command(
     durable; an unavailable Triton or ClickHouse pauses the stream with backoff.
     Alert rules are evaluated every MOODWIRE_ALERTS_INTERVAL_S and delivered to
     webhooks; the dashboard and API listen on MOODWIRE_WEB_HOST:MOODWIRE_WEB_PORT.
+    Workers share the load through one consumer group: e.g. several
+    `--agents classify` workers beside one that stores into the embedded chDB.
     """
     from streams.worker import run_worker
 
     try:
-        settings = load_settings(runner=runner, batch_size=batch_size, batch_max_wait_ms=batch_max_wait_ms)
+        settings = load_settings(
+            runner=runner, batch_size=batch_size, batch_max_wait_ms=batch_max_wait_ms, worker_agents=agents
+        )
     except SettingsError as exc:
         fail(str(exc))
     from streams.web.access import exposure_problem
@@ -65,6 +78,7 @@ def worker_command(
         level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # its rebalance chatter; our lines say what matters
+    logging.getLogger("faust").setLevel(max(logging.WARNING, logging.getLevelName(log_level)))
 
     async def main() -> None:
         stop = asyncio.Event()

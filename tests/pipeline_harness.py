@@ -87,7 +87,10 @@ def make_stream(n_total: int = 2000, n_bad: int = 50, prefix: str = "ev", seed: 
         }
         stream.valid[event["id"]] = event
         valid_lines.append(json.dumps(event).encode())
-    stream.malformed = malformed_events(prefix)[:n_bad]
+    # 50 kinds of malformed record; more than 50 repeats them (ids differ, some bytes repeat)
+    stream.malformed = [b for k in range(-(-n_bad // 50)) for b in malformed_events(f"{prefix}{k or ''}")][
+        :n_bad
+    ]
     lines = valid_lines + stream.malformed
     rng.shuffle(lines)
     stream.lines = lines
@@ -102,6 +105,8 @@ def settings_env(bootstrap: str, data_dir: Path, suffix: str, **extra: str) -> d
         "MOODWIRE_TOPIC_SCORED": f"scored-events-{suffix}",
         "MOODWIRE_TOPIC_DLQ": f"text-events-dlq-{suffix}",
         "MOODWIRE_TOPIC_PARTITIONS": "4",
+        # One consumer group per test: a member a previous test killed cannot delay this one's join.
+        "MOODWIRE_KAFKA_GROUP_ID": f"moodwire-{suffix}",
         "MOODWIRE_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "MOODWIRE_RUNNER": "local",
         "MOODWIRE_RETRY_MAX_BACKOFF_S": "2",
@@ -258,10 +263,8 @@ def end_offsets(records: Iterable[Any]) -> dict[tuple[str, int], int]:
 
 def drained(settings: Settings) -> bool:
     """Both agents have committed everything on their topics (fetch-based ends; tansu's ListOffsets is wrong)."""
-    for topic, group in (
-        (settings.topic_input, "moodwire-classify"),
-        (settings.topic_scored, "moodwire-store"),
-    ):
+    group = settings.kafka_group_id  # all agents share one consumer group (streams.agents)
+    for topic in (settings.topic_input, settings.topic_scored):
         ends = end_offsets(read_topic(settings, topic, idle_s=0.8))
         committed = asyncio.run(_committed(settings, group, ends))
         if any(committed.get(tp, 0) < end for tp, end in ends.items()):

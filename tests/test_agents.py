@@ -1,10 +1,11 @@
-"""The agent runtime on the real tansu broker: batches in flight at once, commits strictly in order."""
+"""The Faust agent runtime on the real tansu broker: batches in flight at once, acks strictly in take order."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.agents import App
@@ -14,6 +15,7 @@ from streams.settings import load_settings
 
 N_RECORDS = 120
 BATCH = 10
+_groups = itertools.count()
 
 
 async def _seed(bootstrap: str, topic: str) -> None:
@@ -33,12 +35,24 @@ async def _seed(bootstrap: str, topic: str) -> None:
         await producer.stop()
 
 
+async def _committed(bootstrap: str, group: str, topic: str) -> int | None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return await consumer.committed(TopicPartition(topic, 0))
+    finally:
+        await consumer.stop()
+
+
 async def _run_agent(bootstrap: str, topic: str, in_flight: int) -> dict[str, list[int]]:
-    """What happened: batches' first offsets in finish order, commits in order, offsets seen, ..."""
-    settings = load_settings(kafka_bootstrap_servers=bootstrap, kafka_session_timeout_ms=6000)
-    app = App("agents-test", settings)
+    """What happened: batches' first offsets in finish order and in ack order, offsets seen, ..."""
+    settings = load_settings(
+        kafka_bootstrap_servers=bootstrap, kafka_session_timeout_ms=6000, kafka_commit_interval_ms=100
+    )
+    group = f"agents-test-{next(_groups)}"
+    app = App(group, settings)
     finished: list[int] = []
-    committed: list[int] = []
+    acked: list[int] = []
     running = 0
     overlap = [0]
     seen: list[int] = []
@@ -53,35 +67,45 @@ async def _run_agent(bootstrap: str, topic: str, in_flight: int) -> dict[str, li
         first = batch[0].offset
         # Every other batch is slow, so later batches finish before earlier ones.
         await asyncio.sleep(0.15 if (first // BATCH) % 2 == 0 else 0.0)
-        # Nothing from a later batch may have been committed while this one was unfinished.
-        if committed and committed[-1] > first:
+        # Nothing from a later batch may have been acked while this one was unfinished.
+        if acked and acked[-1] > first:
             violations.append(first)
         seen.extend(r.offset for r in batch)
         finished.append(first)
         running -= 1
 
-    original = app._commit
+    original = app._ack
 
-    async def recording_commit(agent, consumer, batch):  # type: ignore[no-untyped-def]
-        await original(agent, consumer, batch)
-        committed.append(batch[-1].offset + 1)
-        if committed[-1] >= N_RECORDS:
+    def recording_ack(agent, batch):  # type: ignore[no-untyped-def]
+        original(agent, batch)
+        acked.append(batch.records[0].offset)
+        if batch.records[-1].offset + 1 >= N_RECORDS:
             stop.set()
 
-    app._commit = recording_commit  # type: ignore[method-assign]
-    await asyncio.wait_for(app.run(stop), timeout=60)
-    return {"finished": finished, "committed": committed, "overlap": overlap, "seen": seen, "bad": violations}
+    app._ack = recording_ack  # type: ignore[method-assign]
+    await asyncio.wait_for(app.run(stop), timeout=90)
+    committed = await _committed(bootstrap, group, topic)
+    return {
+        "finished": finished,
+        "acked": acked,
+        "overlap": overlap,
+        "seen": seen,
+        "bad": violations,
+        "committed": [-1 if committed is None else committed],
+    }
 
 
-def test_batches_overlap_but_commits_follow_take_order(broker: EmbeddedBroker) -> None:
+def test_batches_overlap_but_acks_follow_take_order(broker: EmbeddedBroker) -> None:
     topic = "agents-in-flight"
     asyncio.run(_seed(broker.bootstrap_servers, topic))
     got = asyncio.run(_run_agent(broker.bootstrap_servers, topic, in_flight=3))
     assert got["overlap"][0] >= 2, "handlers never ran concurrently: the test would prove nothing"
     assert got["finished"] != sorted(got["finished"]), "finished in order: the test would prove nothing"
-    assert got["bad"] == [], "a commit covered a batch whose handler had not finished"
-    assert got["committed"] == sorted(got["committed"]) and got["committed"][-1] == N_RECORDS
+    assert got["bad"] == [], "an ack covered a batch taken after one whose handler had not finished"
+    assert got["acked"] == sorted(got["acked"]), f"acks followed finish order: {got['acked']}"
     assert sorted(got["seen"]) == list(range(N_RECORDS))
+    # Faust committed what was acked before it left the group: a restart resumes after the last record.
+    assert got["committed"] == [N_RECORDS]
 
 
 def test_in_flight_one_runs_one_batch_at_a_time(broker: EmbeddedBroker) -> None:
@@ -89,5 +113,5 @@ def test_in_flight_one_runs_one_batch_at_a_time(broker: EmbeddedBroker) -> None:
     asyncio.run(_seed(broker.bootstrap_servers, topic))
     got = asyncio.run(_run_agent(broker.bootstrap_servers, topic, in_flight=1))
     assert got["overlap"][0] == 1 and got["bad"] == []
-    assert got["finished"] == sorted(got["finished"]) and got["committed"][-1] == N_RECORDS
-    assert sorted(got["seen"]) == list(range(N_RECORDS))
+    assert got["finished"] == sorted(got["finished"]) == got["acked"]
+    assert sorted(got["seen"]) == list(range(N_RECORDS)) and got["committed"] == [N_RECORDS]

@@ -131,6 +131,17 @@ class Traffic:
             await producer.stop()
 
 
+def describe(deliveries) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """What each delivery was: enough to tell a re-POST (same id) from a re-fire or another key."""
+    out = []
+    for r in deliveries:
+        d = r.json()["data"]
+        out.append(
+            (r.json()["type"], d["dedupe_key"], r.msg_id, d["first_seen"], d["volume"], d["negative_share"])
+        )
+    return out
+
+
 def wait_until(predicate, timeout: float, what: str, worker: Worker) -> float:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
@@ -213,7 +224,7 @@ def test_negative_surge_fires_once_survives_kill9_and_resolves_once(tmp_path: Pa
                 worker,
             )
             time.sleep(6 * INTERVAL_S)  # several rounds with the surge still on
-            assert len(rx.deliveries("alert.firing")) == 1
+            assert len(rx.deliveries("alert.firing")) == 1, describe(rx.deliveries())
 
             traffic.surge.clear()
             calm_at = time.time()
@@ -227,9 +238,7 @@ def test_negative_surge_fires_once_survives_kill9_and_resolves_once(tmp_path: Pa
             worker.stop()
         firings = rx.deliveries("alert.firing")
         resolved = rx.deliveries("alert.resolved")
-        assert len(firings) == 1 and len(resolved) == 1, [
-            r.json()["data"]["dedupe_key"] for r in rx.deliveries()
-        ]
+        assert len(firings) == 1 and len(resolved) == 1, describe(rx.deliveries())
         assert len(rx.deliveries()) == 2  # nothing for other topics, nothing for the memo burst
         assert all(r.verified for r in rx.received)
         assert sum(r.status == 503 for r in rx.received) == 1

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from aiokafka import TopicPartition
 
 from inference.contract import LABELS
-from streams.agents import backoff_s, next_offsets
+from streams.agents import backoff_s
 from streams.classify_stage import classify_batch, split_batch
 from streams.clickhouse import StorageError, connect, migrate
 from streams.db import Database
@@ -106,11 +105,6 @@ def test_store_stage_one_insert_and_fault_file(runner, tmp_path: Path) -> None:
         assert client.query("SELECT count() FROM events FINAL").result_rows[0][0] == 2
     finally:
         client.close()
-
-
-def test_next_offsets_per_partition() -> None:
-    batch = [rec(b"x", 5, 0), rec(b"x", 9, 1), rec(b"x", 6, 0), rec(b"x", 10, 1)]
-    assert next_offsets(batch) == {TopicPartition("text-events", 0): 7, TopicPartition("text-events", 1): 11}
 
 
 def test_backoff_is_capped_and_grows() -> None:

@@ -383,8 +383,13 @@ async def health(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     """Broker, runner (Triton) and ClickHouse, checked concurrently with short timeouts; 503 if any fails."""
     ctx = request.app[CTX]
-    checks = await asyncio.gather(_check_broker(ctx), _check_runner(ctx), _check_clickhouse(ctx))
-    components = dict(zip(("broker", "runner", "clickhouse"), checks, strict=True))
+    probes = {"broker": _check_broker(ctx)}
+    if ctx.runner is not None:  # a worker that classifies
+        probes["runner"] = _check_runner(ctx)
+    if ctx.db is not None:  # a worker that stores or delivers
+        probes["clickhouse"] = _check_clickhouse(ctx)
+    checks = await asyncio.gather(*probes.values())
+    components = dict(zip(probes, checks, strict=True))
     ok = all(c["ok"] for c in components.values())
     return json_response({"ready": ok, "components": components}, 200 if ok else 503)
 
@@ -443,11 +448,13 @@ async def page(request: web.Request) -> web.FileResponse:
 def build_app(ctx: WorkerContext) -> web.Application:
     app = web.Application(middlewares=[guard])
     app[CTX] = ctx
-    app.router.add_get("/", page)
-    app.router.add_static("/static/", STATIC, append_version=False)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
+    if ctx.db is None:  # a classify-only worker: probes and /metrics, no data to serve
+        return app
+    app.router.add_get("/", page)
+    app.router.add_static("/static/", STATIC, append_version=False)
     app.router.add_get(API, index)
     app.router.add_get(f"{API}/summary", summary)
     app.router.add_get(f"{API}/timeseries", timeseries)
