@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP
 
 from streams.metrics import METRICS, Position
@@ -86,11 +87,42 @@ def in_record(message: Any) -> InRecord:
     )
 
 
+class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer with our fetch wait instead of its hard-coded 1,500 ms.
+
+    A fetch with no data waits up to that long at the broker.  Kafka answers as soon as data
+    arrives; tansu does not (it always waits the full time: docs/pipeline.md), so every hop
+    of the embedded pipeline cost up to 1.5 s.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        app: FaustApp = self.app  # type: ignore[assignment]
+        consumer._fetch_max_wait_ms = app.fetch_max_wait_ms  # read when the consumer starts its fetcher
+        return consumer
+
+
+class _Consumer(faust_kafka.Consumer):
+    def _new_consumer_thread(self) -> faust_kafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_kafka.Transport):
+    Consumer = _Consumer
+
+
+class FaustApp(faust.App):
+    fetch_max_wait_ms = 500
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
 def faust_app(app_id: str, settings: Settings) -> faust.App:
     """The Faust app: raw bytes, acks=all, no Faust web server (ours is streams.web), no tables."""
     s = settings
     session_s = s.kafka_session_timeout_ms / 1000
-    return faust.App(
+    app = FaustApp(
         app_id,
         broker=[f"kafka://{server.strip()}" for server in s.kafka_bootstrap_servers.split(",")],
         broker_credentials=_credentials(s),
@@ -102,6 +134,9 @@ def faust_app(app_id: str, settings: Settings) -> faust.App:
         topic_partitions=s.topic_partitions,
         topic_replication_factor=1,
         topic_disable_leader=True,  # no tables, so no use for Faust's leader topic
+        # No tables, so no standbys: Faust then uses aiokafka's round-robin assignor, which gives a
+        # worker that joins a share of the partitions (Faust's sticky table assignor left it idle).
+        table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=session_s,
         broker_heartbeat_interval=max(session_s / 3, 0.1),
@@ -118,6 +153,8 @@ def faust_app(app_id: str, settings: Settings) -> faust.App:
         producer_compression_type=None,
         stream_buffer_maxsize=4 * max(s.batch_size, s.store_batch_size),
     )
+    app.fetch_max_wait_ms = s.kafka_fetch_max_wait_ms
+    return app
 
 
 def _credentials(s: Settings) -> Any:

@@ -129,7 +129,7 @@ def latency_phase(settings: Settings, stats_path: Path, rate: float, seconds: fl
     start = read_stats(stats_path) or {}
     before, bins0 = start.get("stored", 0), start.get("latency_bins", {})
     n = int(rate * seconds)
-    rss: list[tuple[float, int]] = []
+    rss: list[tuple[float, int, int, int]] = []
     done = threading.Event()
 
     def sample() -> None:
@@ -137,7 +137,15 @@ def latency_phase(settings: Settings, stats_path: Path, rate: float, seconds: fl
         while not done.wait(5.0):
             now = read_stats(stats_path)
             if now:
-                rss.append((time.monotonic() - t0, int(now["rss"])))
+                mem = now.get("memory", {})
+                rss.append(
+                    (
+                        time.monotonic() - t0,
+                        int(now["rss"]),
+                        int(mem.get("py_blocks", 0)),
+                        int(mem.get("chdb_tracked", 0)),
+                    )
+                )
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -169,12 +177,19 @@ def latency_phase(settings: Settings, stats_path: Path, rate: float, seconds: fl
     }
 
 
-def rss_growth(timeline: list[tuple[float, int]], from_s: float) -> tuple[float, int, int] | None:
-    """(seconds between, RSS at the first sample >= from_s, RSS at the last sample)."""
-    later = [(t, r) for t, r in timeline if t >= from_s]
+def rss_growth(timeline: list[tuple[float, int, int, int]], from_s: float) -> dict[str, float] | None:
+    """From the first sample at or after ``from_s`` to the last: seconds, RSS and its parts."""
+    later = [row for row in timeline if row[0] >= from_s]
     if len(later) < 2:
         return None
-    return later[-1][0] - later[0][0], later[0][1], later[-1][1]
+    (t0, r0, b0, c0), (t1, r1, b1, c1) = later[0], later[-1]
+    return {
+        "seconds": t1 - t0,
+        "rss0_mib": r0 / 2**20,
+        "rss1_mib": r1 / 2**20,
+        "py_blocks": b1 - b0,
+        "chdb_tracked_mib": (c1 - c0) / 2**20,
+    }
 
 
 @click.command("pipeline", context_settings={"help_option_names": ["-h", "--help"]})
@@ -262,11 +277,12 @@ def bench_pipeline_command(
             # Growth after warm-up: from a third of the phase (minute 5 of 15) to its end.
             growth = rss_growth(lat["rss_timeline"], minutes * 60 / 3)
             if growth:
-                span, r0, r1 = growth
-                results["rss_growth_mib"] = (r1 - r0) / 2**20
+                results["rss_growth"] = growth
                 click.echo(
-                    f"worker RSS growth over the last {span / 60:.1f} min of the phase: "
-                    f"{r0 / 2**20:.0f} -> {r1 / 2**20:.0f} MiB ({(r1 - r0) / 2**20:+.1f} MiB)"
+                    f"worker RSS growth over the last {growth['seconds'] / 60:.1f} min of the phase: "
+                    f"{growth['rss0_mib']:.0f} -> {growth['rss1_mib']:.0f} MiB "
+                    f"({growth['rss1_mib'] - growth['rss0_mib']:+.1f} MiB; chDB tracked "
+                    f"{growth['chdb_tracked_mib']:+.1f} MiB, Python objects {growth['py_blocks']:+d})"
                 )
             if "ceiling_eps" in results:
                 results["ratio_to_ceiling"] = results["sustained_eps"] / results["ceiling_eps"]

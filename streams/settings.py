@@ -69,7 +69,15 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     kafka_ssl_key_password: SecretStr | None = None
     kafka_session_timeout_ms: int = Field(
-        6_000, ge=1_000, description="Consumer group session timeout; tansu makes a join wait half of it."
+        3_000,
+        ge=1_000,
+        description="Consumer group session timeout; tansu makes a join wait about half of it.",
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=30_000,
+        description="Longest a fetch waits at the broker for data (tansu always waits it out).",
     )
     kafka_commit_interval_ms: int = Field(
         1_000,
@@ -97,12 +105,15 @@ class Settings(BaseSettings):
     batch_size: int = Field(64, ge=1, le=10_000)
     batch_max_wait_ms: int = Field(200, ge=1, le=60_000)
     classify_in_flight: int = Field(
-        2, ge=1, le=8, description="Micro-batches the classify agent scores at once (commits stay in order)."
+        3,
+        ge=1,
+        le=8,
+        description="Micro-batches the classify agent scores at once (acks stay in take order).",
     )
     # The store agent's batches: each INSERT has a fixed cost (parts for events and every
     # aggregate view), so fewer, bigger inserts leave the cores to inference.
     store_batch_size: int = Field(2000, ge=1, le=100_000)
-    store_batch_max_wait_ms: int = Field(1000, ge=1, le=60_000)
+    store_batch_max_wait_ms: int = Field(500, ge=1, le=60_000)
 
     # Data masking (streams.masking, docs/masking.md): personal data in the scored event is replaced
     # after classification and before it is produced, stored, served or sent.

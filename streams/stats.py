@@ -71,6 +71,7 @@ class WorkerStats:
         # store_wait = scored ts -> store batch taken; insert = batch taken -> insert returned.
         self.latency = {name: LatencyBins() for name in SEGMENTS}
         self.rss_start = rss_bytes()
+        self.memory: dict[str, int] = {}  # py_blocks (Python objects), chdb_tracked (bytes): see worker
         self._status = "starting"
 
     @property
@@ -122,6 +123,7 @@ class WorkerStats:
             "topics": self.topics,
             "rss_start": self.rss_start,
             "rss": rss_bytes(),
+            "memory": self.memory,
             "latency_bins": {name: bins.snapshot() for name, bins in self.latency.items()},
         }
 

@@ -197,7 +197,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             settings.batch_max_wait_ms,
         )
         stats.status = "running"
-        writer = asyncio.create_task(_write_stats(stats, stop))
+        writer = asyncio.create_task(_write_stats(stats, stop, db))
         side = [asyncio.create_task(_side(service, ctx, stop)) for service in services(settings)]
         try:
             await app.run(stop)
@@ -250,9 +250,25 @@ async def _until(stop: asyncio.Event, action: Callable[[], Any], what: str, cap:
             await sleep_unless(stop, delay)
 
 
-async def _write_stats(stats: WorkerStats, stop: asyncio.Event, every_s: float = 1.0) -> None:
+async def _write_stats(
+    stats: WorkerStats, stop: asyncio.Event, db: Database | None = None, every_s: float = 1.0
+) -> None:
+    """The stats file once a second; every 10 s also where memory goes (for the soak bench)."""
+    import sys
+
+    n = 0
     while not stop.is_set():
         t0 = time.monotonic()
+        if n % 10 == 0:
+            stats.memory["py_blocks"] = sys.getallocatedblocks()
+            if db is not None:
+                with contextlib.suppress(Exception):
+                    stats.memory["chdb_tracked"] = await db.run(
+                        lambda c: int(
+                            c.command("SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'")
+                        )
+                    )
+        n += 1
         with contextlib.suppress(OSError):
             stats.write()
         await sleep_unless(stop, max(0.0, every_s - (time.monotonic() - t0)))

@@ -107,7 +107,7 @@ def settings_env(bootstrap: str, data_dir: Path, suffix: str, **extra: str) -> d
         "MOODWIRE_TOPIC_PARTITIONS": "4",
         # One consumer group per test: a member a previous test killed cannot delay this one's join.
         "MOODWIRE_KAFKA_GROUP_ID": f"moodwire-{suffix}",
-        "MOODWIRE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "MOODWIRE_KAFKA_SESSION_TIMEOUT_MS": "3000",
         "MOODWIRE_RUNNER": "local",
         "MOODWIRE_RETRY_MAX_BACKOFF_S": "2",
         # Every worker serves the web API; a free port per worker keeps parallel runs apart.

@@ -47,7 +47,7 @@ async def _committed(bootstrap: str, group: str, topic: str) -> int | None:
 async def _run_agent(bootstrap: str, topic: str, in_flight: int) -> dict[str, list[int]]:
     """What happened: batches' first offsets in finish order and in ack order, offsets seen, ..."""
     settings = load_settings(
-        kafka_bootstrap_servers=bootstrap, kafka_session_timeout_ms=6000, kafka_commit_interval_ms=100
+        kafka_bootstrap_servers=bootstrap, kafka_session_timeout_ms=3000, kafka_commit_interval_ms=100
     )
     group = f"agents-test-{next(_groups)}"
     app = App(group, settings)

@@ -35,7 +35,17 @@ PAUSE = re.compile(r"rebalance=done pause_ms=(\d+)")
 
 
 def classify_worker(env: dict[str, str], log: Path) -> Worker:
-    return Worker({**env, "MOODWIRE_WORKER_AGENTS": "classify", "MOODWIRE_WEB_PORT": "0"}, log)
+    # its own data dir: worker-stats.json is per worker (a classify worker never opens chDB)
+    data = log.with_suffix("")
+    return Worker(
+        {
+            **env,
+            "MOODWIRE_WORKER_AGENTS": "classify",
+            "MOODWIRE_WEB_PORT": "0",
+            "MOODWIRE_DATA_DIR": str(data),
+        },
+        log,
+    )
 
 
 def wait_for(what: str, cond, timeout: float, workers: list[Worker]) -> None:  # type: ignore[no-untyped-def]
@@ -75,19 +85,17 @@ def test_three_classify_workers_one_killed_one_added(tmp_path: Path) -> None:
             for w in workers:
                 w.wait_running()
             t0 = time.monotonic()
-            produce(settings, stream.lines[: N_EVENTS // 2])
-            wait_for(
-                "a quarter stored", lambda: store.stats().get("stored", 0) >= N_EVENTS // 4, 180, workers
-            )
+            produce(settings, stream.lines)
+            wait_for("a fifth stored", lambda: store.stats().get("stored", 0) >= N_EVENTS // 5, 180, workers)
             victim = classify[1]
             victim.kill9()
             killed_at = store.stats().get("stored", 0)
             live = [store, classify[0], classify[2]]
-            produce(settings, stream.lines[N_EVENTS // 2 :])
-            wait_for("half stored", lambda: store.stats().get("stored", 0) >= N_EVENTS // 2, 180, live)
+            wait_for("a third stored", lambda: store.stats().get("stored", 0) >= N_EVENTS // 3, 180, live)
             fourth = classify_worker(env, tmp_path / "classify-3.log").start()
             live.append(fourth)
             fourth.wait_running()
+            added_at = store.stats().get("stored", 0)
             wait_drained(settings, store, timeout=300)
             took = time.monotonic() - t0
             for w in live:
@@ -122,7 +130,8 @@ def test_three_classify_workers_one_killed_one_added(tmp_path: Path) -> None:
     assert scored["classify-3.log"] > 0, "the fourth worker never got a partition"
     assert all(n > 0 for name, n in scored.items() if name.startswith("classify")), scored
     print(
-        f"\nscale-out: {N_EVENTS} events in {took:.1f}s; killed classify-1 at {killed_at} stored; rows before "
+        f"\nscale-out: {N_EVENTS} events in {took:.1f}s; killed classify-1 at {killed_at} stored, added "
+        f"classify-3 at {added_at}; rows before "
         f"dedup {raw}; DLQ records {len(dlq)} ({len(by_source)} distinct sources); classify batches per worker "
         f"{scored}; rebalance pauses (ms) per worker {pauses}"
     )
