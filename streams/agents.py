@@ -191,6 +191,8 @@ class App:
         self._topics: dict[str, faust.TopicT] = {}
         self._next: dict[tuple[str, str, int], int] = {}  # (agent, topic, partition) -> next offset
         self._rebalance_started: float | None = None
+        self._pending: dict[Agent, deque[Batch]] = {}  # per running agent: batches in flight, in take order
+        self._stopping = False
         self.faust.on_partitions_revoked.connect(self._on_revoked)
         self.faust.on_partitions_assigned.connect(self._on_assigned)
 
@@ -281,7 +283,14 @@ class App:
     # -- runtime --------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Start Faust (consumer, producer, agents), run until ``stop``; raise if Faust crashed."""
+        """Start Faust (consumer, producer, agents), run until ``stop``; raise if Faust crashed.
+
+        Shutdown: no new batch is started; batches in flight get ``shutdown_grace_s`` to finish
+        (Faust still up, so their sends work and their acks are committed); then the agents are
+        stopped, which drops what is unfinished (not acked, so delivered again), and Faust
+        commits the acked offsets and leaves the group.  Without the agents stopped first,
+        Faust would wait for every taken event to be acked, for ever during an outage.
+        """
         app = self.faust
         if not any(self.runs(a.name) for a in self.agents):
             # Nothing to consume (a send-only App): Faust's consumer would have no topic to
@@ -294,6 +303,7 @@ class App:
                 self.ready.clear()
                 await app.producer.stop()
             return
+        self._stopping = False
         await app.start()
         self.ready.set()
         stopped = asyncio.ensure_future(app.wait_until_stopped())
@@ -301,15 +311,28 @@ class App:
         try:
             await asyncio.wait([stopped, asked], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            self.ready.clear()
             for fut in (stopped, asked):
                 fut.cancel()
-            # Agents are cancelled first: unacked (unfinished) batches are not committed and
-            # are delivered again next time; Faust then commits what was acked and leaves the group.
+            self._stopping = True
+            with contextlib.suppress(Exception):
+                await self._drain(self.settings.shutdown_grace_s)
+            for agent in list(app.agents.values()):
+                with contextlib.suppress(Exception):
+                    await agent.stop()
+            self.ready.clear()
             with contextlib.suppress(Exception):
                 await app.stop()
         if app.crash_reason is not None:
             raise RuntimeError(f"faust crashed: {app.crash_reason!r}") from app.crash_reason
+
+    async def _drain(self, grace_s: float) -> None:
+        """Wait up to ``grace_s`` for the batches in flight to finish (and be acked)."""
+        tasks = [b.task for pending in self._pending.values() for b in pending]
+        if tasks:
+            done, left = await asyncio.wait(tasks, timeout=grace_s)
+            for agent, pending in self._pending.items():
+                self._ack_done(agent, pending)
+            log.info("shutdown=drained batches=%d unfinished=%d", len(done), len(left))
 
     async def _consume(self, agent: Agent, stream: faust.StreamT) -> None:
         """Take batches; run the handler on up to ``agent.in_flight`` of them; ack in take order."""
@@ -323,8 +346,11 @@ class App:
             agent.in_flight,
         )
         pending: deque[Batch] = deque()
+        self._pending[agent] = pending
         try:
             async for events in stream.noack_take(agent.batch_size, within=agent.max_wait_ms / 1000):
+                if self._stopping:  # taken but never started: not acked, delivered again
+                    break
                 records = [in_record(e.message) for e in events]
                 METRICS.batch_size.labels(agent.name).observe(len(records))
                 batch = Batch(
@@ -341,6 +367,7 @@ class App:
                     self._ack_done(agent, pending)
         finally:
             # Unfinished batches are not acked, so not committed: they are delivered again.
+            self._pending.pop(agent, None)
             for batch in pending:
                 batch.task.cancel()
             for batch in pending:

@@ -162,6 +162,9 @@ class Settings(BaseSettings):
 
     # Worker resilience: a failed batch is retried with exponential backoff up to this cap, forever.
     retry_max_backoff_s: float = Field(5.0, gt=0, le=300)
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, le=300, description="On SIGTERM, how long batches in flight may take to finish."
+    )
     # Test-only fault injection: while this file exists, ClickHouse inserts fail (see store_stage).
     fault_store_file: Path | None = None
 

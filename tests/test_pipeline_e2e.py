@@ -171,7 +171,11 @@ def test_clickhouse_inserts_failing_for_10s(broker, local_runner, tmp_path: Path
     """Inserts fail for 10 s (fault-injection file, see ClickHouseSink): nothing lost, worker stays up."""
     fault = tmp_path / "fail-inserts"
     env = settings_env(
-        broker.bootstrap_servers, tmp_path / "data", "chdown", MOODWIRE_FAULT_STORE_FILE=str(fault)
+        broker.bootstrap_servers,
+        tmp_path / "data",
+        "chdown",
+        MOODWIRE_FAULT_STORE_FILE=str(fault),
+        MOODWIRE_SHUTDOWN_GRACE_S="3",
     )
     settings = settings_from(env)
     stream = make_stream(n_total=600, n_bad=10, prefix="chdown")
@@ -185,7 +189,14 @@ def test_clickhouse_inserts_failing_for_10s(broker, local_runner, tmp_path: Path
         time.sleep(10)
         stored_during = worker.stats()["stored"]
         worker.assert_alive()
+        # SIGTERM while the insert still fails: the batch in flight gets the grace period
+        # (MOODWIRE_SHUTDOWN_GRACE_S), then it is dropped unacked, and the worker exits.
+        t0 = time.monotonic()
+        assert worker.stop(timeout=30) == 0
+        stop_s = time.monotonic() - t0
         fault.unlink()
+        worker.start()  # the dropped batch is delivered again
+        worker.wait_running()
         wait_drained(settings, worker)
         assert worker.stop() == 0
     finally:
@@ -194,9 +205,13 @@ def test_clickhouse_inserts_failing_for_10s(broker, local_runner, tmp_path: Path
     log = worker.log_text()
     retries = log.count("agent=store status=retrying")
     assert retries >= 3, "inserts never failed: the outage did not happen"
+    assert "shutdown=drained batches=0 unfinished=1" in log, "the stop did not happen mid-outage"
     assert stored_during < len(stream.valid)
     result = check_results(settings, stream, local_runner)
-    print(f"\nclickhouse outage: {retries} retried inserts, stored {stored_during} before recovery; {result}")
+    print(
+        f"\nclickhouse outage: {retries} retried inserts, stored {stored_during} before recovery, "
+        f"SIGTERM mid-outage took {stop_s:.1f}s; {result}"
+    )
 
 
 triton = pytest.mark.skipif(
