@@ -46,6 +46,7 @@ log = logging.getLogger("moodwire.agents")
 
 Handler = Callable[[list[InRecord]], Awaitable[dict[str, Any] | None]]
 AGENTS = ("classify", "store", "deliver")  # what `moodwire worker --agents` may name
+STOP_TIMEOUT_S = 15.0  # each of: stopping the agents, stopping Faust
 
 
 @dataclass(frozen=True)
@@ -316,12 +317,20 @@ class App:
             self._stopping = True
             with contextlib.suppress(Exception):
                 await self._drain(self.settings.shutdown_grace_s)
+            # Bounded: with the broker gone, Faust's final commit would retry for ever; what is
+            # not committed is delivered again, so giving up keeps at-least-once.
             for agent in list(app.agents.values()):
                 with contextlib.suppress(Exception):
-                    await agent.stop()
+                    await asyncio.wait_for(agent.stop(), STOP_TIMEOUT_S)
             self.ready.clear()
-            with contextlib.suppress(Exception):
-                await app.stop()
+            try:
+                await asyncio.wait_for(app.stop(), STOP_TIMEOUT_S)
+            except Exception as exc:
+                log.warning(
+                    "shutdown=incomplete error=%s: %s (uncommitted events are delivered again)",
+                    type(exc).__name__,
+                    exc,
+                )
         if app.crash_reason is not None:
             raise RuntimeError(f"faust crashed: {app.crash_reason!r}") from app.crash_reason
 

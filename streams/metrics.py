@@ -60,6 +60,7 @@ class Metrics:
     insert_seconds: Histogram
     insert_failures: Counter
     alert_evaluations: Counter
+    alert_rounds_deferred: Counter  # rounds skipped while the pipeline had a backlog (incomplete windows)
     alert_transitions: Counter  # label: state (firing / resolved / severity)
     alert_deliveries: Counter  # label: outcome (delivered / failed / rejected / expired)
     consumer_lag: ConsumerLagCollector
@@ -118,6 +119,11 @@ def make_metrics() -> Metrics:
             registry=reg,
         ),
         alert_evaluations=Counter("moodwire_alert_evaluations", "Alert rule evaluation rounds", registry=reg),
+        alert_rounds_deferred=Counter(
+            "moodwire_alert_rounds_deferred",
+            "Alert rounds skipped while unprocessed events were older than MOODWIRE_ALERTS_MAX_LAG_S",
+            registry=reg,
+        ),
         alert_transitions=Counter(
             "moodwire_alert_transitions", "Alert state transitions written", ["state"], registry=reg
         ),

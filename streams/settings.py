@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     # Alerts (streams.alerts): rules file (None = the bundled defaults), evaluation period
     alerts_rules_file: Path | None = None
     alerts_interval_s: float = Field(15.0, gt=0, le=3600, description="Alert evaluation period.")
+    alerts_max_lag_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Rounds wait while an unprocessed event is older than this (incomplete windows).",
+    )
     alerts_enabled: bool = True
     alerts_leader_topic: str = Field(
         "moodwire-alerts-leader", description="1-partition topic whose consumer group elects the evaluator."

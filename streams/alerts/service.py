@@ -93,6 +93,75 @@ class Leadership:
             self.changed.set()
 
 
+class Backlog:
+    """How far behind the pipeline is: the age of the oldest record it has not processed yet.
+
+    Per partition of ``text-events`` and ``scored-events``: the consumer group's committed
+    offset, and the timestamp of the record there if there is one (fetch high watermarks;
+    tansu's ListOffsets is wrong).  While that age is above MOODWIRE_ALERTS_MAX_LAG_S, the
+    windows the rules would judge are incomplete - after a restart, during an outage, while a
+    backlog drains partition by partition - so the evaluator waits instead of firing or
+    resolving on part of the data.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def age_s(self) -> float:
+        """Seconds since the oldest unprocessed record was produced; 0 when caught up."""
+        s = self.settings
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                **s.kafka_client_kwargs(),
+                group_id=s.kafka_group_id,  # only to read its committed offsets: never subscribes
+                enable_auto_commit=False,
+                fetch_max_wait_ms=10,
+                client_id="moodwire-alerts-backlog",
+            )
+            await consumer.start()
+            self._consumer = consumer
+        consumer = self._consumer
+        await consumer.topics()  # metadata: partitions may have been added
+        tps = [
+            TopicPartition(topic, p)
+            for topic in (s.topic_input, s.topic_scored)
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not tps:
+            return 0.0
+        consumer.assign(tps)
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        oldest: int | None = None
+        pending = set(tps)
+        deadline = time.monotonic() + 2.0
+        while pending and time.monotonic() < deadline:
+            batch = await consumer.getmany(*pending, timeout_ms=50, max_records=1)
+            for tp, records in batch.items():
+                if records:
+                    ts = records[0].timestamp
+                    oldest = ts if oldest is None else min(oldest, ts)
+                    pending.discard(tp)
+            for tp in list(pending):
+                hw = consumer.highwater(tp)
+                if hw is not None and await consumer.position(tp) >= hw:
+                    pending.discard(tp)  # caught up on this partition
+        if oldest is None:
+            return 0.0
+        return max(0.0, time.time() - oldest / 1000)
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+            self._consumer = None
+
+
 class Evaluator:
     """One evaluation round at a time over ``ctx.db``; transitions go to the alerts topic."""
 
@@ -111,11 +180,10 @@ class Evaluator:
         await self.ctx.app.send(self.ctx.settings.topic_alerts, records)
         await self.ctx.db.run(store.write_states, [replace(s, published=True) for s in states])
 
-    async def round(self, now: datetime | None = None) -> list[AlertState]:
-        """One round; returns the transitions it produced (re-published ones included)."""
-        db = self.ctx.db
+    async def republish(self) -> tuple[dict[tuple[str, str], AlertState], list[AlertState]]:
+        """Step 0: produce transitions recorded but not produced (a crash between the steps)."""
         rules = [r for r in self.rules.rules if r.enabled]
-        states = await db.run(store.load_states, [r.id for r in rules])
+        states = await self.ctx.db.run(store.load_states, [r.id for r in rules])
         pending = [s for s in states.values() if not s.published and s.transition]
         if pending:
             log.warning(
@@ -123,6 +191,13 @@ class Evaluator:
             )
             await self.publish(pending)
             states.update({(s.rule_id, s.value): replace(s, published=True) for s in pending})
+        return states, pending
+
+    async def round(self, now: datetime | None = None) -> list[AlertState]:
+        """One round; returns the transitions it produced (re-published ones included)."""
+        db = self.ctx.db
+        rules = [r for r in self.rules.rules if r.enabled]
+        states, pending = await self.republish()
         now = now or datetime.now(UTC)
         rows: list[AlertState] = await self.orphans(now)
         for rule in rules:
@@ -179,6 +254,7 @@ def alert_evaluator(rules: Rules) -> Service:
         leadership = Leadership(settings)
         leader_task = asyncio.create_task(leadership.run(stop), name="alerts-leader")
         evaluator = Evaluator(ctx, rules)
+        backlog = Backlog(settings)
         attempt = 0
         try:
             await ctx.app.ready.wait()
@@ -186,16 +262,28 @@ def alert_evaluator(rules: Rules) -> Service:
                 t0 = time.monotonic()
                 if leadership.is_leader:
                     try:
-                        produced = await evaluator.round()
+                        age = await backlog.age_s()
+                        if age > settings.alerts_max_lag_s:
+                            METRICS.alert_rounds_deferred.inc()
+                            log.warning(
+                                "alerts=round status=deferred backlog_s=%.1f max_lag_s=%.0f "
+                                "(unprocessed events: the windows are incomplete)",
+                                age,
+                                settings.alerts_max_lag_s,
+                            )
+                            await evaluator.republish()
+                        else:
+                            produced = await evaluator.round()
+                            log.debug(
+                                "alerts=round transitions=%d ms=%.1f",
+                                len(produced),
+                                (time.monotonic() - t0) * 1000,
+                            )
                         attempt = 0
-                        log.debug(
-                            "alerts=round transitions=%d ms=%.1f",
-                            len(produced),
-                            (time.monotonic() - t0) * 1000,
-                        )
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:
+                        await backlog.close()  # a broken connection is opened again next round
                         attempt += 1
                         log.warning(
                             "alerts=round status=failed attempt=%d error=%s: %s",
@@ -214,6 +302,7 @@ def alert_evaluator(rules: Rules) -> Service:
                 for w in waiters:
                     w.cancel()
         finally:
+            await backlog.close()
             leader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await leader_task
