@@ -93,7 +93,7 @@ def test_worker_refuses_a_public_bind_without_a_token(tmp_path):
 def _serve_briefly(settings: Settings) -> None:
     async def go() -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(web_service(SimpleNamespace(settings=settings), stop))  # type: ignore[arg-type]
+        task = asyncio.create_task(web_service(SimpleNamespace(settings=settings, db=None), stop))  # type: ignore[arg-type]
         await asyncio.sleep(0.3)
         stop.set()
         await task

@@ -155,7 +155,9 @@ def test_busy_port_is_retried_until_free(caplog: pytest.LogCaptureFixture) -> No
         busy.listen()
         port = busy.getsockname()[1]
         stop = asyncio.Event()
-        task = asyncio.create_task(web_service(SimpleNamespace(settings=Settings(web_port=port)), stop))  # type: ignore[arg-type]
+        task = asyncio.create_task(
+            web_service(SimpleNamespace(settings=Settings(web_port=port), db=None), stop)
+        )  # type: ignore[arg-type]
         await asyncio.sleep(0.5)
         assert not task.done()  # still trying, not crashed
         busy.close()
