@@ -45,7 +45,6 @@ from streams.settings import Settings
 log = logging.getLogger("moodwire.agents")
 
 Handler = Callable[[list[InRecord]], Awaitable[dict[str, Any] | None]]
-AGENTS = ("classify", "store", "deliver")  # what `moodwire worker --agents` may name
 STOP_TIMEOUT_S = 15.0  # each of: stopping the agents, stopping Faust
 
 
@@ -151,7 +150,6 @@ def faust_app(app_id: str, settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_max_request_size=MAX_RECORD_BYTES,
         producer_linger=0.005,
-        producer_compression_type=None,
         stream_buffer_maxsize=4 * max(s.batch_size, s.store_batch_size),
     )
     app.fetch_max_wait_ms = s.kafka_fetch_max_wait_ms
@@ -188,7 +186,6 @@ class App:
         self.faust = faust_app(app_id, settings)
         self.agents: list[Agent] = []
         self.ready = asyncio.Event()  # set once Faust (producer, consumer) is up: App.send works
-        self.rebalances: list[float] = []  # seconds each rebalance kept this worker's agents stopped
         self._topics: dict[str, faust.TopicT] = {}
         self._next: dict[tuple[str, str, int], int] = {}  # (agent, topic, partition) -> next offset
         self._rebalance_started: float | None = None
@@ -442,7 +439,6 @@ class App:
             return
         pause = time.monotonic() - self._rebalance_started
         self._rebalance_started = None
-        self.rebalances.append(pause)
         METRICS.rebalance_seconds.observe(pause)
         log.info(
             "rebalance=done pause_ms=%.0f partitions=%s",

@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     topic_alerts: str = "alerts"
     topic_partitions: int = Field(4, ge=1, le=1024)
 
-    # Which agents this worker runs (streams.agents.AGENTS); all workers share one consumer group
+    # Which agents this worker runs; all workers share one consumer group (streams.agents)
     worker_agents: str = Field(
         "classify,store,deliver",
         pattern=r"^ *(classify|store|deliver)( *, *(classify|store|deliver))* *$",
