@@ -146,7 +146,11 @@ def faust_app(app_id: str, settings: Settings) -> faust.App:
         # legitimately wait out a long outage of Triton or ClickHouse.
         broker_max_poll_interval=24 * 3600.0,
         broker_commit_interval=s.kafka_commit_interval_ms / 1000,
-        consumer_max_fetch_size=MAX_RECORD_BYTES,
+        # Per partition and fetch.  Not MAX_RECORD_BYTES: with a backlog, aiokafka hands Faust all
+        # it fetched at once, and Faust feeds it to the streams in one pass, so 16 MiB per partition
+        # meant ~30k buffered events and no event for the store agent until the classify agent had
+        # worked through them (20 s and more).  A record bigger than this still comes whole.
+        consumer_max_fetch_size=s.kafka_max_partition_fetch_bytes,
         producer_acks=-1,
         producer_max_request_size=MAX_RECORD_BYTES,
         producer_linger=0.005,

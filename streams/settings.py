@@ -79,6 +79,15 @@ class Settings(BaseSettings):
         le=30_000,
         description="Longest a fetch waits at the broker for data (tansu always waits it out).",
     )
+    kafka_max_partition_fetch_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description=(
+            "Most bytes one fetch takes per partition (a bigger first record still comes whole); "
+            "bounds what a backlog buffers in the worker."
+        ),
+    )
     kafka_commit_interval_ms: int = Field(
         1_000,
         ge=10,
