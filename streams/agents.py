@@ -36,6 +36,7 @@ from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_kafka
+from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
 from streams.metrics import METRICS, Position
@@ -46,6 +47,7 @@ log = logging.getLogger("moodwire.agents")
 
 Handler = Callable[[list[InRecord]], Awaitable[dict[str, Any] | None]]
 STOP_TIMEOUT_S = 15.0  # each of: stopping the agents, stopping Faust
+_PARTITIONER = DefaultPartitioner()
 
 
 @dataclass(frozen=True)
@@ -281,14 +283,33 @@ class App:
         return register
 
     async def send(self, topic: str, records: Sequence[OutRecord]) -> None:
-        """Produce ``records`` and return when the broker has acknowledged all of them."""
+        """Produce ``records`` and return when the broker has acknowledged all of them.
+
+        On Faust's producer, as whole record batches: one per partition (more if one is full),
+        partitioned by key like a per-record send (murmur2, Kafka's default), in order within a
+        partition.  A per-record ``Topic.send`` costs a message future, sensor calls and a
+        callback per record - most of the worker's CPU per event after inference.
+        """
         if not records:
             return
         assert self.ready.is_set(), "App.send called before App.run started Faust"
-        channel = self.topic(topic)
-        futures = [
-            await channel.send(key=r.key, value=r.value, headers=list(r.headers) or None) for r in records
-        ]
+        producer = self.faust.producer._producer  # the aiokafka producer Faust started (acks=all)
+        partitions = sorted(await producer.partitions_for(topic))
+        by_partition: dict[int, list[OutRecord]] = {}
+        for r in records:
+            p = _PARTITIONER(r.key, partitions, partitions)
+            by_partition.setdefault(p, []).append(r)
+        futures = []
+        for p, recs in by_partition.items():
+            batch = producer.create_batch()
+            for r in recs:
+                headers = list(r.headers)
+                if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=p))
+                    batch = producer.create_batch()
+                    if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:
+                        raise ValueError(f"record of {len(r.value)} bytes does not fit a batch")
+            futures.append(await producer.send_batch(batch, topic, partition=p))
         await asyncio.gather(*futures)
 
     # -- runtime --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.agents import App
 from streams.broker import EmbeddedBroker
-from streams.records import InRecord
+from streams.records import InRecord, OutRecord
 from streams.settings import load_settings
 
 N_RECORDS = 120
@@ -115,3 +115,66 @@ def test_in_flight_one_runs_one_batch_at_a_time(broker: EmbeddedBroker) -> None:
     assert got["overlap"][0] == 1 and got["bad"] == []
     assert got["finished"] == sorted(got["finished"]) == got["acked"]
     assert sorted(got["seen"]) == list(range(N_RECORDS)) and got["committed"] == [N_RECORDS]
+
+
+async def _send_and_read(bootstrap: str) -> tuple[dict[bytes, set[int]], dict[bytes, set[int]], dict[int, list[int]]]:
+    """App.send 300 keyed ~600-byte records (several full batches per partition) and a plain
+    aiokafka per-record send of the same keys; read both topics back."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(t, num_partitions=4, replication_factor=1) for t in ("send-batched", "send-plain")]
+        )
+    finally:
+        await admin.close()
+    keys = [b"source-%d" % (i % 13) for i in range(300)]
+    records = [OutRecord(b"%d:" % i + b"x" * 600, k, (("h", b"%d" % i),)) for i, k in enumerate(keys)]
+    settings = load_settings(kafka_bootstrap_servers=bootstrap)
+    app = App(f"send-test-{next(_groups)}", settings)  # no agents: a send-only App
+    stop = asyncio.Event()
+    runner = asyncio.create_task(app.run(stop))
+    await asyncio.wait_for(app.ready.wait(), 30)
+    await app.send("send-batched", records)
+    stop.set()
+    await runner
+    plain = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await plain.start()
+    try:
+        for k in set(keys):
+            await plain.send_and_wait("send-plain", b"-", key=k)
+    finally:
+        await plain.stop()
+
+    async def read(topic: str, n: int) -> list:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+        await consumer.start()
+        got: list = []
+        try:
+            while len(got) < n:
+                for recs in (await consumer.getmany(timeout_ms=1000)).values():
+                    got.extend(recs)
+        finally:
+            await consumer.stop()
+        return got
+
+    by_key: dict[bytes, set[int]] = {}
+    order: dict[int, list[int]] = {}
+    for m in await read("send-batched", len(records)):
+        i = int(m.value.split(b":")[0])
+        assert dict(m.headers)["h"] == b"%d" % i
+        by_key.setdefault(m.key, set()).add(m.partition)
+        order.setdefault(m.partition, []).append(i)
+    plain_by_key: dict[bytes, set[int]] = {}
+    for m in await read("send-plain", len(set(keys))):
+        plain_by_key.setdefault(m.key, set()).add(m.partition)
+    return by_key, plain_by_key, order
+
+
+def test_send_batches_per_partition_like_a_per_record_send(broker: EmbeddedBroker) -> None:
+    by_key, plain_by_key, order = asyncio.run(_send_and_read(broker.bootstrap_servers))
+    assert by_key == plain_by_key, "a key went to another partition than a per-record send puts it"
+    assert len(order) > 1, "all keys on one partition: the test would prove nothing"
+    assert sorted(i for seq in order.values() for i in seq) == list(range(300))  # each record once
+    for seq in order.values():
+        assert seq == sorted(seq), "records of one partition came back out of send order"
