@@ -202,10 +202,22 @@ def rss_growth(timeline: list[tuple[float, int, int, int]], from_s: float) -> di
 )
 @click.option("--ceiling-seconds", default=10.0, show_default=True, type=click.FloatRange(1))
 @click.option(
+    "--partitions",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Partitions per topic (one worker needs one; each costs the embedded broker CPU per fetch).",
+)
+@click.option(
     "--json-out", type=click.Path(dir_okay=False, path_type=Path), help="Also write results as JSON."
 )
 def bench_pipeline_command(
-    runner: str, n_events: int, minutes: float, ceiling_seconds: float, json_out: Path | None
+    runner: str,
+    n_events: int,
+    minutes: float,
+    ceiling_seconds: float,
+    partitions: int,
+    json_out: Path | None,
 ) -> None:
     """Pipeline events/s, latency p50/p99 at 70% load, worker RSS, and the ratio to the Triton ceiling."""
     from streams.broker import EmbeddedBroker, free_port
@@ -213,7 +225,7 @@ def bench_pipeline_command(
     data_dir = Path(tempfile.mkdtemp(prefix="moodwire-bench-"))
     server: Any = None
     worker: subprocess.Popen[bytes] | None = None
-    results: dict[str, Any] = {"runner": runner}
+    results: dict[str, Any] = {"runner": runner, "partitions": partitions}
     results["masking"] = measure_masking()
     click.echo(
         f"masking (MOODWIRE_MASKING=on, all kinds): {results['masking']['event_us']:.1f} µs per event, "
@@ -225,6 +237,7 @@ def bench_pipeline_command(
                 "MOODWIRE_DATA_DIR": str(data_dir),
                 "MOODWIRE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
                 "MOODWIRE_RUNNER": runner,
+                "MOODWIRE_TOPIC_PARTITIONS": str(partitions),
             }
             if runner == "triton":
                 from inference.triton_server import TritonServer, free_ports
@@ -252,6 +265,7 @@ def bench_pipeline_command(
             log.close()
             stats_path = data_dir / "worker-stats.json"
             wait_stats(stats_path, lambda s: s.get("status") == "running", 120)
+            click.echo(f"one worker, topics with {partitions} partition(s) each")
             results["sustained_eps"] = sustained_rate(settings, stats_path, n_events)
             click.echo(
                 f"sustained: {results['sustained_eps']:.1f} events/s (text-events -> rows in ClickHouse)"
