@@ -195,7 +195,7 @@ def rss_growth(timeline: list[tuple[float, int, int, int]], from_s: float) -> di
 @click.command("pipeline", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--runner", type=click.Choice(["triton", "local"]), default="triton", show_default=True)
 @click.option(
-    "--events", "n_events", default=4000, show_default=True, type=click.IntRange(100), help="Backlog size."
+    "--events", "n_events", default=12000, show_default=True, type=click.IntRange(100), help="Backlog size."
 )
 @click.option(
     "--minutes", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Latency/soak phase."
