@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from faust.transport.drivers import aiokafka as faust_kafka
 from aiokafka.partitioner import DefaultPartitioner
+from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP
 
 from streams.metrics import METRICS, Position

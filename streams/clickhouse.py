@@ -68,7 +68,9 @@ def _aggregate_view_all() -> str:
     uniqExact over ids.
     """
     states = ",\n    ".join(f"uniqExactIfState(id, sentiment = '{s}') AS {s}_state" for s in SENTIMENT_COUNTS)
-    scalars = ", ".join(f"('{dim}', toString({expr}))" for dim, expr in AGGREGATE_DIMENSIONS.items() if dim != "entity")
+    scalars = ", ".join(
+        f"('{dim}', toString({expr}))" for dim, expr in AGGREGATE_DIMENSIONS.items() if dim != "entity"
+    )
     return f"""CREATE MATERIALIZED VIEW IF NOT EXISTS mv_minute_all TO minute_aggregates AS
 SELECT dim_value.1 AS dim, dim_value.2 AS value, toStartOfMinute(ts) AS minute,
     uniqExactState(id) AS events_state,

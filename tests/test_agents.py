@@ -117,7 +117,9 @@ def test_in_flight_one_runs_one_batch_at_a_time(broker: EmbeddedBroker) -> None:
     assert sorted(got["seen"]) == list(range(N_RECORDS)) and got["committed"] == [N_RECORDS]
 
 
-async def _send_and_read(bootstrap: str) -> tuple[dict[bytes, set[int]], dict[bytes, set[int]], dict[int, list[int]]]:
+async def _send_and_read(
+    bootstrap: str,
+) -> tuple[dict[bytes, set[int]], dict[bytes, set[int]], dict[int, list[int]]]:
     """App.send 300 keyed ~600-byte records (several full batches per partition) and a plain
     aiokafka per-record send of the same keys; read both topics back."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

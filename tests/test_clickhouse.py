@@ -102,7 +102,9 @@ def test_migrations_twice_are_a_no_op(client: Client, dsn: str) -> None:
         "schema_migrations",
         "mv_minute_all",
     } <= names
-    assert not {n for n in names if n.startswith("mv_minute_") and n != "mv_minute_all"}  # replaced by migration 5
+    assert not {
+        n for n in names if n.startswith("mv_minute_") and n != "mv_minute_all"
+    }  # replaced by migration 5
     assert client.query("SELECT count() FROM schema_migrations").result_rows[0][0] == len(MIGRATIONS)
 
 
