@@ -36,6 +36,7 @@ from typing import Any
 
 import faust
 from aiokafka.partitioner import DefaultPartitioner
+from faust.sensors import Sensor
 from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP
 
@@ -122,10 +123,12 @@ class FaustApp(faust.App):
     def on_init_dependencies(self) -> Any:
         # Faust's Monitor sensor records every event, message and send (timestamps, counters per
         # topic) for its web views and sensors, which we do not run: our metrics come from
-        # streams.metrics.  Out of the sensor set it costs nothing per event; Faust still calls
-        # it directly for end offsets and commits.
+        # streams.metrics.  A plain Sensor (no-op hooks) takes its place, so Faust's rebalance
+        # bookkeeping still finds a sensor state; Faust still calls the Monitor directly for end
+        # offsets and commits.
         deps = super().on_init_dependencies()
         self.sensors.remove(self.monitor)
+        self.sensors.add(Sensor())
         return deps
 
 
