@@ -120,8 +120,8 @@ def test_in_flight_one_runs_one_batch_at_a_time(broker: EmbeddedBroker) -> None:
 async def _send_and_read(
     bootstrap: str,
 ) -> tuple[dict[bytes, set[int]], dict[bytes, set[int]], dict[int, list[int]]]:
-    """App.send 300 keyed ~600-byte records (several full batches per partition) and a plain
-    aiokafka per-record send of the same keys; read both topics back."""
+    """App.send 300 keyed ~600-byte records (several full batches per partition, one record
+    bigger than a batch) and a plain aiokafka per-record send of the same keys; read both back."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -131,7 +131,11 @@ async def _send_and_read(
     finally:
         await admin.close()
     keys = [b"source-%d" % (i % 13) for i in range(300)]
-    records = [OutRecord(b"%d:" % i + b"x" * 600, k, (("h", b"%d" % i),)) for i, k in enumerate(keys)]
+    # Record 7 is bigger than a whole batch (16 KiB): it must still go, in its own batch.
+    records = [
+        OutRecord(b"%d:" % i + b"x" * (100_000 if i == 7 else 600), k, (("h", b"%d" % i),))
+        for i, k in enumerate(keys)
+    ]
     settings = load_settings(kafka_bootstrap_servers=bootstrap)
     app = App(f"send-test-{next(_groups)}", settings)  # no agents: a send-only App
     stop = asyncio.Event()
