@@ -131,26 +131,30 @@ class Backlog:
         if not tps:
             return 0.0
         consumer.assign(tps)
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)
         oldest: int | None = None
-        pending = set(tps)
-        deadline = time.monotonic() + 2.0
-        while pending and time.monotonic() < deadline:
-            batch = await consumer.getmany(*pending, timeout_ms=50, max_records=1)
-            for tp, records in batch.items():
-                if records:
-                    ts = records[0].timestamp
-                    oldest = ts if oldest is None else min(oldest, ts)
-                    pending.discard(tp)
-            for tp in list(pending):
-                hw = consumer.highwater(tp)
-                if hw is not None and await consumer.position(tp) >= hw:
-                    pending.discard(tp)  # caught up on this partition
+        try:
+            for tp in tps:
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+            pending = set(tps)
+            deadline = time.monotonic() + 2.0
+            while pending and time.monotonic() < deadline:
+                batch = await consumer.getmany(*pending, timeout_ms=50, max_records=1)
+                for tp, records in batch.items():
+                    if records:
+                        ts = records[0].timestamp
+                        oldest = ts if oldest is None else min(oldest, ts)
+                        pending.discard(tp)
+                for tp in list(pending):
+                    hw = consumer.highwater(tp)
+                    if hw is not None and await consumer.position(tp) >= hw:
+                        pending.discard(tp)  # caught up on this partition
+        finally:
+            # Assigned, its fetcher would keep fetching (every 10 ms) until the next round.
+            consumer.unsubscribe()
         if oldest is None:
             return 0.0
         return max(0.0, time.time() - oldest / 1000)
