@@ -69,6 +69,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
             "MOODWIRE_KAFKA_SSL_CAFILE=/nonexistent/ca.pem: no such file",
         ),
         ({"batch_size": 0}, "MOODWIRE_BATCH_SIZE"),
+        ({"kafka_max_partition_fetch_bytes": 10}, "MOODWIRE_KAFKA_MAX_PARTITION_FETCH_BYTES"),
         ({"topic_input": "bad topic!"}, "not a valid Kafka topic name"),
         ({"triton_url": "http://h:8001"}, "MOODWIRE_TRITON_URL"),
     ],
