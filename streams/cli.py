@@ -245,15 +245,19 @@ def data() -> None:
 
 @data.command("agreement")
 def agreement() -> None:
-    """Cohen's kappa between the first and the blind second annotation pass."""
+    """Cohen's kappa between the first and the blind second annotation pass, per label set and task."""
+    from inference.annotation import LABEL_SETS
     from inference.annotation import agreement as compute
 
-    try:
-        result = compute()
-    except (ValueError, OSError) as exc:
-        fail(str(exc))
-    for task, r in result.items():
-        click.echo(f"{task}: n={r['n']} agreement={r['agreement']:.4f} cohen_kappa={r['kappa']:.4f}")
+    for name, (first, second, tasks) in LABEL_SETS.items():
+        try:
+            result = compute(first, second, tasks)
+        except (ValueError, OSError) as exc:
+            fail(str(exc))
+        for task, r in result.items():
+            click.echo(
+                f"{name} {task}: n={r['n']} agreement={r['agreement']:.4f} cohen_kappa={r['kappa']:.4f}"
+            )
 
 
 def _make_runner(backend: str, artifacts: str | None, precision: str) -> Any:

@@ -7,10 +7,12 @@ from collections import Counter
 import pytest
 
 from inference.annotation import agreement, cohen_kappa
-from inference.contract import LABELS
+from inference.contract import LABELS, TOPIC
 from inference.corpora import (
     NEWS_LABELS,
     NEWS_SECOND_PASS,
+    ZH_TOPIC_LABELS,
+    ZH_TOPIC_SECOND_PASS,
     load_drug_reviews,
     load_imdb,
     load_news,
@@ -65,6 +67,32 @@ def test_second_pass_is_a_blind_sample_with_reported_agreement(labels):
     assert result["sentiment"]["n"] == 300
     assert 0.6 < result["sentiment"]["kappa"] <= 1.0
     assert 0.6 < result["topic"]["kappa"] <= 1.0
+
+
+def test_zh_topic_labels_test_and_val_splits_with_a_blind_second_pass():
+    rows = read_labels(ZH_TOPIC_LABELS, (TOPIC,))
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids))
+    # inews test titles are the test split; inews dev titles are for choices
+    for r in rows:
+        split, index = r["id"].removeprefix("inews:").split("/")
+        assert r["split"] == {"test": "test", "dev": "val"}[split] and index.isdigit()
+    assert sum(r["split"] == "test" for r in rows) >= 400
+    assert {r["topic"] for r in rows} == set(LABELS[TOPIC])
+    second = read_labels(ZH_TOPIC_SECOND_PASS, (TOPIC,))
+    assert len(second) == 150 and {r["id"] for r in second} <= set(ids)
+    assert 0.6 < agreement(ZH_TOPIC_LABELS, ZH_TOPIC_SECOND_PASS, (TOPIC,))["topic"]["kappa"] <= 1.0
+
+
+def test_read_labels_names_the_row_with_a_bad_label(tmp_path):
+    path = tmp_path / "labels.tsv"
+    path.write_text("# comment\nid\tsplit\ttopic\nx:1\ttest\tsport\n", encoding="utf-8")
+    assert read_labels(path, (TOPIC,)) == [{"id": "x:1", "split": "test", "topic": "sport"}]
+    with pytest.raises(ValueError, match="bad label None"):
+        read_labels(path)  # no sentiment column
+    path.write_text("# comment\nid\tsplit\ttopic\nx:1\ttest\tsport\nx:2\ttest\tweather\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"row 3 \(x:2\): bad label 'weather'"):
+        read_labels(path, (TOPIC,))
 
 
 def test_cohen_kappa():
