@@ -91,17 +91,17 @@ MIN_COSINE = 0.999
 
 # (is_query, text): e5 prefixes "query: " or "passage: "; both sides get the same string.
 PARITY_TEXTS: tuple[tuple[bool, str], ...] = (
-    (False, "贵州茅台2023年净利润同比增长19%，超出市场预期"),  # noqa: RUF001 - real Chinese punctuation
+    (False, "贵州茅台2023年净利润同比增长19%，超出市场预期"),
     (False, "Apple shares fall 3% after iPhone sales miss analyst estimates"),
-    (False, "央行宣布下调存款准备金率0.5个百分点，释放长期资金约1万亿元"),  # noqa: RUF001 - real Chinese punctuation
+    (False, "央行宣布下调存款准备金率0.5个百分点，释放长期资金约1万亿元"),
     (False, "Federal Reserve holds rates steady, signals two cuts later this year"),
-    (False, "比亚迪9月新能源汽车销量突破28万辆，再创历史新高"),  # noqa: RUF001 - real Chinese punctuation
+    (False, "比亚迪9月新能源汽车销量突破28万辆，再创历史新高"),
     (False, "Tesla recalls 2 million vehicles over Autopilot safety concerns"),
-    (False, "恒大集团被香港法院颁令清盘，港股地产板块集体下挫"),  # noqa: RUF001 - real Chinese punctuation
+    (False, "恒大集团被香港法院颁令清盘，港股地产板块集体下挫"),
     (False, "Brent crude climbs above $90 as OPEC+ extends output cuts"),
-    (False, "宁德时代与Ford签署电池技术授权协议，美股盘前福特涨2%"),  # noqa: RUF001 - real Chinese punctuation
-    (False, "Ａ股三大指数集体收涨，沪指重回３０００点上方"),  # noqa: RUF001 - real Chinese punctuation
-    (False, "Nvidia 市值突破3万亿美元，超越微软成为全球最有价值公司"),  # noqa: RUF001 - real Chinese punctuation
+    (False, "宁德时代与Ford签署电池技术授权协议，美股盘前福特涨2%"),
+    (False, "Ａ股三大指数集体收涨，沪指重回３０００点上方"),
+    (False, "Nvidia 市值突破3万亿美元，超越微软成为全球最有价值公司"),
     (False, "HSBC to cut 35 jobs in Hong Kong;  汇丰银行 restructures its wealth unit"),
     (True, "人民币汇率走势"),
     (True, "which banks raised dividends this quarter"),

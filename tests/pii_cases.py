@@ -30,10 +30,10 @@ EN_TEMPLATES = (
 )
 # Full-width punctuation on purpose: it is what Chinese reviews use, and it must not stop a match.
 ZH_TEMPLATES = (
-    "我的联系方式是{x}，请尽快处理退款。",  # noqa: RUF001 - real Chinese punctuation
-    "快递员打电话到{x}，说包裹已经丢失了。",  # noqa: RUF001 - real Chinese punctuation
-    "客服要求提供{x}，感觉很不安全。",  # noqa: RUF001 - real Chinese punctuation
-    "订单信息：{x}，商品质量很差，不推荐购买。",  # noqa: RUF001 - real Chinese punctuation
+    "我的联系方式是{x}，请尽快处理退款。",
+    "快递员打电话到{x}，说包裹已经丢失了。",
+    "客服要求提供{x}，感觉很不安全。",
+    "订单信息：{x}，商品质量很差，不推荐购买。",
 )
 
 NAMES = ("anna.schmidt", "j.doe", "li_wei88", "o'brien", "support+orders", "mary-jane", "x", "wang.fang")
