@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from inference.artifacts import ArtifactError, ModelArtifact, load_artifact
-from inference.contract import ATTENTION_MASK, INPUT_IDS, SENTIMENT, TASKS, TOPIC
+from inference.contract import ATTENTION_MASK, INPUT_IDS, MODEL_NAME, SENTIMENT, TASKS, TOPIC
 from inference.tokenization import BatchTokenizer
 
 
@@ -51,14 +51,20 @@ class Classification:
 
 
 class Runner(Protocol):
-    """Batch of texts in; per text, both labels with probabilities out."""
+    """Batch of texts in; per text, both labels with probabilities out.
+
+    ``langs`` (one language tag per text) matters to a runner that routes by language
+    (inference/routing.py); a single-model runner scores every text with its one model.
+    """
 
     @property
     def model_versions(self) -> dict[str, str]: ...
 
-    def classify(self, texts: Sequence[str]) -> list[Classification]: ...
+    def classify(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> list[Classification]: ...
 
-    async def aclassify(self, texts: Sequence[str]) -> list[Classification]: ...
+    async def aclassify(
+        self, texts: Sequence[str], langs: Sequence[str] | None = None
+    ) -> list[Classification]: ...
 
     def close(self) -> None: ...
 
@@ -187,14 +193,15 @@ class LocalRunner:
         artifacts: Path | str | None = None,
         precision: str = "int8",
         threads: int = 0,
+        name: str = MODEL_NAME,
     ) -> None:
-        self.model = MultiTaskOnnx(load_artifact(artifacts), precision, threads)
+        self.model = MultiTaskOnnx(load_artifact(artifacts, name), precision, threads)
 
     @property
     def model_versions(self) -> dict[str, str]:
         return self.model.artifact.model_versions
 
-    def classify(self, texts: Sequence[str]) -> list[Classification]:
+    def classify(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> list[Classification]:
         if not texts:
             return []
         artifact = self.model.artifact
@@ -203,7 +210,9 @@ class LocalRunner:
             {task: predictions(probs[task], artifact.labels[task], artifact.version) for task in TASKS}
         )
 
-    async def aclassify(self, texts: Sequence[str]) -> list[Classification]:
+    async def aclassify(
+        self, texts: Sequence[str], langs: Sequence[str] | None = None
+    ) -> list[Classification]:
         # ONNX Runtime releases the GIL, so a worker thread keeps the loop free.
         return await asyncio.to_thread(self.classify, texts)
 

@@ -117,6 +117,14 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(text or exc).split())[:300]
 
 
+def language_models(contract: dict[str, Any], language: str = "en") -> tuple[str, str, str]:
+    """(entry, tokenizer, encoder) model names serving ``language``: the contract's names for
+    English, the same with a ``_<language>`` suffix for another (inference.triton_server)."""
+    suffix = "" if language == "en" else f"_{language}"
+    names = (contract["entry_model"], contract["tokenizer"]["model"], contract["encoder"]["model"])
+    return tuple(f"{name}{suffix}" for name in names)  # type: ignore[return-value]
+
+
 class TritonRunner:
     """``Runner`` backed by a Triton server; usable from sync and async code.
 
@@ -126,12 +134,16 @@ class TritonRunner:
     """
 
     def __init__(
-        self, url: str = DEFAULT_URL, policy: RetryPolicy | None = None, contract_file: Path = CONTRACT_FILE
+        self,
+        url: str = DEFAULT_URL,
+        policy: RetryPolicy | None = None,
+        contract_file: Path = CONTRACT_FILE,
+        language: str = "en",
     ) -> None:
         self.url = url
         self.policy = policy or RetryPolicy()
         self.contract = load_contract(contract_file)
-        self.entry = self.contract["entry_model"]
+        self.entry, self.tokenizer_model, self.encoder_model = language_models(self.contract, language)
         self.max_batch = int(self.contract["max_batch_size"])
         self._versions: dict[str, str] = {}
         self._loop = asyncio.new_event_loop()
@@ -151,10 +163,12 @@ class TritonRunner:
     def model_versions(self) -> dict[str, str]:
         return dict(self._versions)
 
-    def classify(self, texts: Sequence[str]) -> list[Classification]:
+    def classify(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> list[Classification]:
         return self._run(self._classify(list(texts)))
 
-    async def aclassify(self, texts: Sequence[str]) -> list[Classification]:
+    async def aclassify(
+        self, texts: Sequence[str], langs: Sequence[str] | None = None
+    ) -> list[Classification]:
         future = asyncio.run_coroutine_threadsafe(self._classify(list(texts)), self._loop)
         return await asyncio.wrap_future(future)
 
@@ -250,7 +264,7 @@ class TritonRunner:
         # Labels and version live on the encoder (the model that owns the
         # label indices); the tokenizer must carry the same version, or the
         # encoder would read another model's token ids.
-        encoder = c["encoder"]["model"]
+        encoder = self.encoder_model
         params = await self._model_parameters(encoder)
         for task, spec in c["tasks"].items():
             labels = params.get(f"{task}_labels", "").split(",")
@@ -263,7 +277,7 @@ class TritonRunner:
             raise TritonContractError(
                 f"triton at {self.url}: model {encoder!r} has no artifact_version parameter (repository not rendered?)"
             )
-        tokenizer = c["tokenizer"]["model"]
+        tokenizer = self.tokenizer_model
         tok_version = (await self._model_parameters(tokenizer)).get("artifact_version", "")
         if tok_version != version:
             raise TritonContractError(

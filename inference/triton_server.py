@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -27,10 +28,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.artifacts import ARTIFACTS_DIR, ArtifactError, load_artifact
+from inference.artifacts import ARTIFACTS_DIR, ArtifactError, ModelArtifact, load_artifact, model_name
+from inference.triton_client import language_models
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent / "triton_models"
 CONTRACT_FILE = REPOSITORY_ROOT / "contract.json"
@@ -86,22 +89,53 @@ def render_repository(template: Path, dest: Path, artifacts: Path | str | None =
     (``<artifacts>/moodwire``) and ``@ARTIFACT_VERSION@`` its model.json
     version.  The artefact is referenced, not copied: the ONNX file is tens
     of MB and the rendered repository is thrown away at shutdown.
+
+    When ``<artifacts>/moodwire-zh`` holds a model and the template is a CPU
+    one, its three models are rendered a second time for it, named with a
+    ``_zh`` suffix (``moodwire_zh`` -> ``tokenizer_zh`` -> ``encoder_zh``;
+    inference.triton_client.language_models).  The GPU template has no Chinese
+    TensorRT engine: there, Chinese texts need MOODWIRE_LANGUAGES=en.
     """
+    root = Path(artifacts or ARTIFACTS_DIR).resolve()
     try:
-        artifact = load_artifact(Path(artifacts or ARTIFACTS_DIR).resolve())
+        artifact = load_artifact(root)
     except ArtifactError as exc:
         raise TritonServerError(str(exc)) from None
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(template, dest, symlinks=False, ignore=shutil.ignore_patterns("__pycache__"))
+    _substitute(dest.glob("*/config.pbtxt"), artifact)
+    contract = json.loads(CONTRACT_FILE.read_text(encoding="utf-8"))
+    zh_meta = root / model_name("zh") / "model.json"
+    if zh_meta.is_file() and "gpu" not in template.name:
+        try:
+            zh = load_artifact(root, model_name("zh"))
+        except ArtifactError as exc:
+            raise TritonServerError(str(exc)) from None
+        names = language_models(contract, "zh")
+        for base, renamed in zip(language_models(contract, "en"), names, strict=True):
+            shutil.copytree(template / base, dest / renamed, ignore=shutil.ignore_patterns("__pycache__"))
+            config = dest / renamed / "config.pbtxt"
+            text = config.read_text(encoding="utf-8").replace(f'name: "{base}"', f'name: "{renamed}"', 1)
+            if base == contract["entry_model"]:  # the entry calls this language's tokenizer and encoder
+                extra = (
+                    f'  {{ key: "tokenizer_model" value: {{ string_value: "{names[1]}" }} }},\n'
+                    f'  {{ key: "encoder_model" value: {{ string_value: "{names[2]}" }} }},\n'
+                )
+                text = text.replace("parameters [\n", "parameters [\n" + extra, 1)
+            config.write_text(text, encoding="utf-8")
+            _substitute([config], zh)
+    shutil.copy(CONTRACT_FILE, dest / "contract.json")
+    return dest
+
+
+def _substitute(configs: Iterable[Path], artifact: ModelArtifact) -> None:
     substitutions = {"@ARTIFACT_DIR@": str(artifact.directory), "@ARTIFACT_VERSION@": artifact.version}
-    for config in dest.glob("*/config.pbtxt"):
+    for config in configs:
         text = config.read_text(encoding="utf-8")
         for key, value in substitutions.items():
             text = text.replace(key, value)
         config.write_text(text, encoding="utf-8")
-    shutil.copy(CONTRACT_FILE, dest / "contract.json")
-    return dest
 
 
 def locate_tritonserver() -> Path:

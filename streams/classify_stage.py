@@ -74,7 +74,9 @@ async def classify_batch(
     valid.sort(key=lambda pair: pair[1].id)
     t0 = time.perf_counter()
     try:
-        results = await runner.aclassify([event.text for _, event in valid])
+        results = await runner.aclassify(
+            [event.text for _, event in valid], [event.lang for _, event in valid]
+        )
     except Exception as exc:
         METRICS.inference_failures.labels(type(exc).__name__).inc()
         raise

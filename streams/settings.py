@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         "triton", description="Where the worker classifies: Triton (MOODWIRE_TRITON_URL) or in-process ONNX."
     )
     triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC host:port.")
+    languages: str = Field(
+        "en",
+        pattern=r"^ *en *(, *zh *)?$",
+        description="Models the worker routes to by event lang: 'en', or 'en,zh' (zh and zh-* to the "
+        "Chinese model, every other language to the English one).",
+    )
     clickhouse_dsn: str | None = Field(
         None, description="chdb://<dir> (embedded) or http(s)://user:password@host:port/database."
     )

@@ -99,15 +99,23 @@ def make_dispatcher(settings: Settings, db: Database | None) -> Dispatcher | Non
 
 
 def make_runner(settings: Settings) -> Runner:
+    """One runner per language of MOODWIRE_LANGUAGES, behind a router on the event's lang."""
+    from inference.artifacts import model_name
+    from inference.routing import LanguageRouter
+
+    languages = [lang.strip() for lang in settings.languages.split(",")]
     if settings.runner == "local":
         from inference.runner import LocalRunner
 
-        return LocalRunner()
+        return LanguageRouter({lang: LocalRunner(name=model_name(lang)) for lang in languages})
     from inference.triton_client import RetryPolicy, TritonRunner
 
     # Short attempts: an outage surfaces quickly as TritonUnavailable and the agent
     # runtime's own backoff takes over (pausing the stream instead of piling up calls).
-    return TritonRunner(settings.triton_url, RetryPolicy(timeout_s=30, attempts=2, ready_timeout_s=10))
+    policy = RetryPolicy(timeout_s=30, attempts=2, ready_timeout_s=10)
+    return LanguageRouter(
+        {lang: TritonRunner(settings.triton_url, policy, language=lang) for lang in languages}
+    )
 
 
 async def wait_for(what: str, open_fn: Callable[[], T], stop: asyncio.Event, cap_s: float) -> T | None:

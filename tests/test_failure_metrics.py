@@ -28,7 +28,7 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float:
 class UnavailableTritonFake:
     """Stands in for a Triton that cannot be reached (the real client raises the same error)."""
 
-    async def aclassify(self, texts: list[str]) -> list[object]:
+    async def aclassify(self, texts: list[str], langs: list[str] | None = None) -> list[object]:
         raise TritonUnavailable("triton at 127.0.0.1:1 unavailable (fake)")
 
 

@@ -159,7 +159,7 @@ class _RecordingRunner:
         self.runner = runner
         self.seen: list[str] = []
 
-    async def aclassify(self, texts: list[str]) -> list[Any]:
+    async def aclassify(self, texts: list[str], langs: list[str] | None = None) -> list[Any]:
         self.seen += texts
         return self.runner.classify(texts)
 

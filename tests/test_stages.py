@@ -47,9 +47,9 @@ class CountingRunner:
     def __init__(self, inner) -> None:
         self.inner, self.calls = inner, 0
 
-    async def aclassify(self, texts):
+    async def aclassify(self, texts, langs=None):
         self.calls += 1
-        return await self.inner.aclassify(texts)
+        return await self.inner.aclassify(texts, langs)
 
 
 def test_split_batch_routes_bad_records_with_reason_and_source() -> None:

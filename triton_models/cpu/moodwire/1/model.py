@@ -40,8 +40,9 @@ class TritonPythonModel:
         contract = json.loads(contract_file.read_text(encoding="utf-8"))
         self.bucket_size = int(params.get("bucket_size", "32"))
         self.text_input = next(iter(contract["entry"]["inputs"]))
-        self.tokenizer_model = contract["tokenizer"]["model"]
-        self.encoder_model = contract["encoder"]["model"]
+        # A language's copy of this model names its own tokenizer and encoder (rendered parameters).
+        self.tokenizer_model = params.get("tokenizer_model", contract["tokenizer"]["model"])
+        self.encoder_model = params.get("encoder_model", contract["encoder"]["model"])
         self.ids_name, self.mask_name = contract["encoder"]["inputs"]
         self.outputs = {name: spec["dims"][0] for name, spec in contract["encoder"]["outputs"].items()}
 
