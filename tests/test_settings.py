@@ -72,6 +72,8 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ({"kafka_max_partition_fetch_bytes": 10}, "MOODWIRE_KAFKA_MAX_PARTITION_FETCH_BYTES"),
         ({"topic_input": "bad topic!"}, "not a valid Kafka topic name"),
         ({"triton_url": "http://h:8001"}, "MOODWIRE_TRITON_URL"),
+        ({"languages": "zh"}, "MOODWIRE_LANGUAGES"),  # English is always served: it takes every other lang
+        ({"languages": "en,fr"}, "MOODWIRE_LANGUAGES"),
     ],
 )
 def test_invalid_settings_give_one_line(overrides: dict[str, object], message: str) -> None:
