@@ -30,6 +30,12 @@ class ClassifiedBatch:
     mask_s: float | None = None  # masking the batch, when masking is on
 
 
+def utf8_prefix(text: str, max_bytes: int) -> bytes:
+    """``text`` in UTF-8, cut to at most ``max_bytes`` on a character boundary (never half a character)."""
+    raw = text.encode("utf-8", errors="replace")
+    return raw if len(raw) <= max_bytes else raw[:max_bytes].decode("utf-8", errors="ignore").encode("utf-8")
+
+
 def dlq_record(rec: InRecord, rejection: Rejection) -> OutRecord:
     """The original bytes, with why and where from in headers."""
     return OutRecord(
@@ -37,7 +43,7 @@ def dlq_record(rec: InRecord, rejection: Rejection) -> OutRecord:
         key=rec.key,
         headers=(
             (H_REASON, rejection.reason.encode()),
-            (H_DETAIL, rejection.detail.encode("utf-8", errors="replace")[:1000]),
+            (H_DETAIL, utf8_prefix(rejection.detail, 1000)),
             (H_SOURCE, rec.source.encode()),
         ),
     )

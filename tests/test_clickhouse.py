@@ -216,3 +216,24 @@ def test_second_process_gets_one_line_lock_error(client: Client, dsn: str) -> No
     )
     assert proc.returncode == 3, proc.stderr
     assert "is in use by another process" in proc.stdout and proc.stdout.count("\n") == 1
+
+
+def test_event_listing_cuts_long_chinese_text_on_a_character(fresh: Client) -> None:
+    from streams.web import queries as q
+
+    text = "贵州茅台股价大跌，" * 150  # 1,350 characters, 4,050 bytes in UTF-8
+    insert_scored(fresh, [scored(1, text=text, entities=["贵州茅台"])])
+    params = {
+        "since": T0 - timedelta(hours=1),
+        "until": T0 + timedelta(hours=1),
+        "limit": 5,
+        **dict.fromkeys(("sentiment", "topic", "source", "kind", "lang", "entity"), ""),
+    }
+    rows = fresh.query(q.EVENTS_RECENT, parameters=params).named_results()
+    (row,) = list(rows)
+    assert row["text"] == text[:1000]  # 1,000 characters, not 1,000 bytes
+    assert row["text_truncated"]
+    assert row["entities"] == ["贵州茅台"]
+    insert_scored(fresh, [scored(2, text="短文本")])
+    short = [r for r in fresh.query(q.EVENTS_RECENT, parameters=params).named_results() if r["id"] == "ev-2"]
+    assert short[0]["text"] == "短文本" and not short[0]["text_truncated"]

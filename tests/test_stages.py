@@ -110,3 +110,16 @@ def test_store_stage_one_insert_and_fault_file(runner, tmp_path: Path) -> None:
 def test_backoff_is_capped_and_grows() -> None:
     assert 0.2 <= backoff_s(1, 5) <= 0.3
     assert 0.8 * 5 <= backoff_s(20, 5) <= 1.2 * 5
+
+
+def test_dlq_detail_header_is_cut_on_a_character_boundary() -> None:
+    from streams.classify_stage import dlq_record, utf8_prefix
+    from streams.events import Rejection
+    from streams.records import H_DETAIL, InRecord
+
+    assert utf8_prefix("股市", 4) == "股".encode()  # 6 bytes: the second character does not fit
+    assert utf8_prefix("abc", 10) == b"abc" and utf8_prefix("", 1) == b""
+    rec = InRecord("text-events", 0, 0, 1, b"k", b"{}")
+    detail = "xy" + "大跌" * 600  # 3,602 bytes; byte 1,000 is inside a character
+    headers = dict(dlq_record(rec, Rejection("bad_lang", detail)).headers)
+    assert headers[H_DETAIL].decode("utf-8") == detail[:334]  # 2 + 332 x 3 = 998 bytes

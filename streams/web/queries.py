@@ -57,8 +57,10 @@ GROUP BY value, t
 ORDER BY value, t
 """
 
+# Text cut at 1,000 characters (substringUTF8: substring counts bytes and would split a CJK character);
+# text_truncated reads the column (events.text), not the cut text that the alias `text` names.
 _EVENT_COLUMNS = """id, ts, kind, source, lang, title,
-    substring(text, 1, 1000) AS text, length(text) > 1000 AS text_truncated, url, entities,
+    substringUTF8(text, 1, 1000) AS text, lengthUTF8(events.text) > 1000 AS text_truncated, url, entities,
     sentiment, sentiment_scores, topic, topic_scores, model_versions, scored_at"""
 
 _EVENT_FILTERS = """ts >= {since:DateTime64(3, 'UTC')} AND ts < {until:DateTime64(3, 'UTC')}
