@@ -26,11 +26,12 @@ $(VENV)/.dev-$(HASH): $(BIN)/python
 	$(BIN)/python -c "from inference.triton_server import stub_python_env; stub_python_env()"
 	touch $@
 
-# The dashboard's browser test drives Debian's chromium over the DevTools protocol.
+# The dashboard's browser test drives Debian's chromium over the DevTools protocol;
+# a CJK font lets it draw Chinese text (without one, every character is the same box).
 $(VENV)/.chromium: $(BIN)/python
-	command -v chromium >/dev/null 2>&1 || { \
+	{ command -v chromium >/dev/null 2>&1 && fc-list :lang=zh | grep -q .; } || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends chromium; }
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends chromium fonts-wqy-zenhei; }
 	touch $@
 
 install-chromium: $(VENV)/.chromium
