@@ -2,7 +2,9 @@
 
 Starts the broker (tansu), Triton (bundled tritonserver, CPU) and the worker
 (a ``moodwire worker`` subprocess), replays the bundled sample stream with a
-scripted negative surge on one topic, shows live progress from the worker's
+scripted negative surge on one topic (and, when the Chinese model is present,
+the Chinese sample with a surge of bad news about 云帆科技 at the same time,
+which fires its own entity alert), shows live progress from the worker's
 stats file (events in, scored, stored, DLQ, per-topic negative share), then
 stops the worker and prints per-topic results queried from ClickHouse.
 Alerts: the worker evaluates the bundled default rules (every 5 s in the
@@ -33,7 +35,7 @@ import click
 
 from streams.cli_errors import fail
 from streams.processes import stop_process
-from streams.replay import TOPICS, Surge, load_sample, schedule, send_schedule
+from streams.replay import SAMPLE_ZH, TOPICS, Surge, load_sample, schedule, send_schedule
 from streams.settings import Settings, SettingsError, load_settings
 from streams.stats import read_stats
 
@@ -145,6 +147,12 @@ def results_table(client: Any, surge: Surge, start: datetime) -> Any:
     return table
 
 
+def _chinese_model() -> bool:
+    from inference.artifacts import ARTIFACTS_DIR, model_name
+
+    return (ARTIFACTS_DIR / model_name("zh") / "model.json").is_file()
+
+
 def _settings(
     data_dir: Path, bootstrap: str, triton_url: str, runner: str, webhook_url: str, webhook_secret: str
 ) -> tuple[Settings, dict[str, str]]:
@@ -158,6 +166,7 @@ def _settings(
         "MOODWIRE_WEBHOOK_URL": webhook_url,
         "MOODWIRE_WEBHOOK_SECRET": webhook_secret,
         "MOODWIRE_ALERTS_INTERVAL_S": str(DEMO_ALERTS_INTERVAL_S),
+        "MOODWIRE_LANGUAGES": "en,zh" if _chinese_model() else "en",
     }
     os.environ.update(env)
     try:
@@ -237,9 +246,14 @@ def demo_command(
         dashboard = f"http://{settings.web_host}:{settings.web_port}/"
         console.print(f"dashboard: {dashboard} (live page; API under {dashboard}api/v1)")
 
-        surge = Surge(surge_topic, start_s=duration / 3, duration_s=duration / 3, rate=rate * 0.75)
+        surge = Surge(surge_topic, start_s=duration / 3, duration_s=duration / 3, rate=rate * 0.75, lang="en")
+        surges, items, surge_text = [surge], load_sample(), f"NEGATIVE SURGE on {surge_topic}"
+        if _chinese_model():  # the Chinese sample too, with its own surge: bad news about 云帆科技
+            surges.append(Surge("tech", surge.start_s, surge.duration_s, rate=rate * 0.4, lang="zh"))
+            items += load_sample(SAMPLE_ZH)
+            surge_text += " and on 云帆科技 (Chinese)"
         start = datetime.now(UTC)
-        timed = schedule(load_sample(), duration, rate, surge, int(start.timestamp() * 1000))
+        timed = schedule(items, duration, rate, surges, int(start.timestamp() * 1000))
         produced = 0
 
         def sent(n: int) -> None:
@@ -256,7 +270,7 @@ def demo_command(
                     elapsed = time.monotonic() - t_start
                     phase = "replaying"
                     if surge.start_s <= time.monotonic() - t_replay < surge.start_s + surge.duration_s:
-                        phase = f"replaying - NEGATIVE SURGE on {surge.topic}"
+                        phase = f"replaying - {surge_text}"
                     live.update(
                         progress_table(
                             produced,

@@ -1,11 +1,13 @@
-"""Replay the bundled sample stream over time, with a scripted negative surge on one topic.
+"""Replay the bundled sample stream over time, with scripted negative surges.
 
-``streams/samples/stream.jsonl`` holds a few hundred news headlines and
+``streams/samples/stream.jsonl`` holds a few hundred English news headlines and
 product/app reviews written for this project (five topics, several sources,
 with entities; ``meta.topic_hint`` / ``meta.tone_hint`` say what each was
-written as).  :func:`schedule` turns it into timed events: a steady base rate
-drawn from the whole sample, plus, inside the surge window, extra events drawn
-from the surge topic's negative items only.  Every replayed event gets a fresh
+written as); ``stream_zh.jsonl`` holds 140 Chinese ones, also our own writing
+about fictional companies (50 of them bad news about 云帆科技).  :func:`schedule`
+turns a sample into timed events: a steady base rate drawn from the whole
+sample, plus, inside each surge window, extra events drawn from the surge
+topic's negative items (of one language, if the surge names one) only.  Every replayed event gets a fresh
 id and ``ts`` = its scheduled wall-clock time.  ``python -m streams.replay``
 prints the schedule as JSON Lines (pipe it into ``moodwire produce -``).
 """
@@ -27,6 +29,7 @@ import click
 from streams.settings import Settings
 
 SAMPLE = Path(__file__).resolve().parent / "samples" / "stream.jsonl"
+SAMPLE_ZH = SAMPLE.with_name("stream_zh.jsonl")
 TOPICS = ("business", "entertainment", "politics", "sport", "tech")
 # A few broken records so the DLQ has something to show.
 MALFORMED = (b'{"id": "broken-1", "text": ', b'{"id": "broken-2", "text": ""}', b'{"id": "broken-3"}')
@@ -38,6 +41,7 @@ class Surge:
     start_s: float = 30.0
     duration_s: float = 30.0
     rate: float = 15.0  # extra negative events per second during the window
+    lang: str | None = None  # only items of this language (None: any)
 
 
 def load_sample(path: Path = SAMPLE) -> list[dict[str, Any]]:
@@ -48,7 +52,7 @@ def schedule(
     items: Sequence[dict[str, Any]],
     duration_s: float,
     rate: float,
-    surge: Surge | None,
+    surge: Surge | Sequence[Surge] | None,
     start_ms: int,
     seed: int = 11,
     malformed: Sequence[bytes] = MALFORMED,
@@ -68,17 +72,19 @@ def schedule(
     pool = list(items)
     for i in range(int(duration_s * rate)):
         out.append(event(i / rate, rng.choice(pool)))
-    if surge is not None:
+    surges = [] if surge is None else [surge] if isinstance(surge, Surge) else list(surge)
+    for s in surges:
         negatives = [
             it
             for it in items
-            if it.get("meta", {}).get("topic_hint") == surge.topic
+            if it.get("meta", {}).get("topic_hint") == s.topic
             and it.get("meta", {}).get("tone_hint") == "neg"
+            and (s.lang is None or it.get("lang") == s.lang)
         ]
         if not negatives:
-            raise ValueError(f"the sample has no negative items for topic {surge.topic!r}")
-        for i in range(int(surge.duration_s * surge.rate)):
-            at = surge.start_s + i / surge.rate
+            raise ValueError(f"the sample has no negative items for topic {s.topic!r} (lang {s.lang})")
+        for i in range(int(s.duration_s * s.rate)):
+            at = s.start_s + i / s.rate
             if at < duration_s:
                 out.append(event(at, rng.choice(negatives)))
     for j, raw in enumerate(malformed):

@@ -90,6 +90,28 @@ def test_sample_and_replay_schedule_has_a_surge() -> None:
     assert len(schedule(items, 60, 10, surge, start_ms=0)) == len(timed) + 3  # + the malformed ones
 
 
+def test_chinese_sample_and_a_surge_of_one_language() -> None:
+    from streams.replay import SAMPLE_ZH
+
+    zh = load_sample(SAMPLE_ZH)
+    assert len(zh) == 140 and {it["lang"] for it in zh} == {"zh"}
+    assert len({it["id"] for it in zh}) == 140 and not {it["id"] for it in zh} & {
+        it["id"] for it in load_sample()
+    }
+    surge_items = [it for it in zh if it["meta"]["tone_hint"] == "neg" and it["meta"]["topic_hint"] == "tech"]
+    assert sum("云帆科技" in it["entities"] for it in surge_items) >= 50
+    surges = [Surge("tech", 20, 20, 10, lang="en"), Surge("tech", 20, 20, 5, lang="zh")]
+    timed = schedule(load_sample() + zh, 60, 10, surges, start_ms=0, malformed=())
+    events = [(t, json.loads(raw)) for t, raw in timed]
+    in_window = [e for t, e in events if 20 <= t < 40 and e["meta"]["tone_hint"] == "neg"]
+    zh_neg = [e for e in in_window if e["lang"] == "zh" and e["meta"]["topic_hint"] == "tech"]
+    assert len(zh_neg) >= 100  # the Chinese surge's 100 events, plus base-rate ones
+    assert all(raw.decode("utf-8") for _, raw in timed)  # raw UTF-8 records
+    assert "云帆科技".encode() in b"".join(raw for _, raw in timed)
+    with pytest.raises(ValueError, match="lang fr"):
+        schedule(zh, 10, 1, Surge("tech", lang="fr"), start_ms=0)
+
+
 def test_demo_local_runner_short(tmp_path: Path) -> None:
     result = subprocess.run(
         [
