@@ -2,7 +2,9 @@
 
 Inputs are the bundled sample texts, split into headline-length (news) and
 review-length (reviews) sets and repeated to fill each batch, so every
-backend and precision sees identical token counts.
+backend and precision sees identical token counts.  Chinese (``language="zh"``,
+the Chinese model): the Chinese demo sample, split into headlines (up to 60
+characters) and article leads (longer).
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from inference.artifacts import ArtifactError, load_artifact
+from inference.artifacts import ArtifactError, load_artifact, model_name
 
 SAMPLES = Path(__file__).resolve().parent / "samples" / "texts.jsonl"
+ZH_SAMPLES = Path(__file__).resolve().parent.parent / "streams" / "samples" / "stream_zh.jsonl"
 
 
-def sample_sets() -> dict[str, list[str]]:
+def sample_sets(language: str = "en") -> dict[str, list[str]]:
+    if language == "zh":
+        lines = ZH_SAMPLES.read_text(encoding="utf-8").splitlines()
+        texts = [json.loads(line)["text"] for line in lines if line.strip()]
+        return {"headline": [t for t in texts if len(t) <= 60], "article": [t for t in texts if len(t) > 60]}
     rows = [json.loads(line) for line in SAMPLES.read_text(encoding="utf-8").splitlines() if line.strip()]
     return {
         "headline": [r["text"] for r in rows if r["kind"] == "news"],
@@ -88,7 +95,11 @@ class TwoModelBaseline:
 
 
 def run_local_bench(
-    batch_sizes: Sequence[int], seconds: float, artifacts: str | None = None, baseline: str | None = None
+    batch_sizes: Sequence[int],
+    seconds: float,
+    artifacts: str | None = None,
+    baseline: str | None = None,
+    language: str = "en",
 ) -> list[dict[str, Any]]:
     """Both labels per text, as the stream uses them: the served model (int8,
     and fp32 when exported) and, with ``baseline``, the old two-model path."""
@@ -101,19 +112,20 @@ def run_local_bench(
     runners: dict[str, Any] = {}
     if baseline:
         runners["old 2x int8"] = TwoModelBaseline(baseline)
-    runners["int8"] = LocalRunner(artifacts, precision="int8")
+    name = model_name(language)
+    runners["int8"] = LocalRunner(artifacts, precision="int8", name=name)
     try:
-        load_artifact(artifacts).onnx_file("fp32")
-        runners["fp32"] = LocalRunner(artifacts, precision="fp32")
+        load_artifact(artifacts, name).onnx_file("fp32")
+        runners["fp32"] = LocalRunner(artifacts, precision="fp32", name=name)
     except ArtifactError as exc:
         console.print(f"[yellow]fp32 skipped: {exc}[/]")
     tokenizer = runners["int8"].model.tokenizer
     reference = "old 2x int8" if baseline else "fp32" if "fp32" in runners else "int8"
     results = []
-    table = Table(title="local ONNX Runtime, sentiment + topic per text")
+    table = Table(title=f"local ONNX Runtime, sentiment + topic per text ({name})")
     for col in ("input", "batch", "model", "texts/s", "tokens/s", "p50 ms", "p99 ms", f"vs {reference}"):
         table.add_column(col, justify="right")
-    for kind, pool in sample_sets().items():
+    for kind, pool in sample_sets(language).items():
         for bs in batch_sizes:
             texts = fill(pool, bs)
             tokens = sum(len(x) for x in tokenizer.encode(texts))
@@ -142,7 +154,7 @@ def run_local_bench(
                     f"{ratio:.2f}x",
                 )
     console.print(table)
-    parity = load_artifact(artifacts).directory / "parity.json"
+    parity = load_artifact(artifacts, name).directory / "parity.json"
     if parity.is_file():
         p = json.loads(parity.read_text())
         for task, q in p["int8"].items():

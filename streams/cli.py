@@ -408,6 +408,13 @@ bench.add_command(bench_pipeline_command)
     type=click.Path(exists=True, file_okay=False),
     help="Root of the pre-multi-task artefacts (sentiment/, topic/) to measure beside (local only).",
 )
+@click.option(
+    "--language",
+    type=click.Choice(["en", "zh"]),
+    default="en",
+    show_default=True,
+    help="Which model, on which texts: en (headlines, reviews) or zh (headlines, article leads).",
+)
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write results as JSON.")
 def bench_inference(
     backend: str,
@@ -415,6 +422,7 @@ def bench_inference(
     seconds: float,
     artifacts: str | None,
     baseline: str | None,
+    language: str,
     json_out: str | None,
 ) -> None:
     """Texts/s and tokens/s per batch size on headline- and review-length texts."""
@@ -428,10 +436,10 @@ def bench_inference(
     if backend == "triton":
         from streams.triton_cli import run_triton_bench
 
-        results = run_triton_bench(sizes, seconds, artifacts)
+        results = run_triton_bench(sizes, seconds, artifacts, language)
     else:
         try:
-            results = run_local_bench(sizes, seconds, artifacts, baseline)
+            results = run_local_bench(sizes, seconds, artifacts, baseline, language)
         except ArtifactError as exc:
             fail(str(exc))
     if json_out:

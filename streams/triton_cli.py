@@ -115,7 +115,7 @@ def make_triton_runner(url: str | None = None) -> Any:
 
 
 def run_triton_bench(
-    batch_sizes: Sequence[int], seconds: float, artifacts: str | None = None
+    batch_sizes: Sequence[int], seconds: float, artifacts: str | None = None, language: str = "en"
 ) -> list[dict[str, Any]]:
     """Local runner vs Triton in one run: same texts, same batch sizes, one at a time.
 
@@ -126,6 +126,7 @@ def run_triton_bench(
     from rich.console import Console
     from rich.table import Table
 
+    from inference.artifacts import model_name
     from inference.bench import fill, measure, sample_sets
     from inference.runner import LocalRunner
     from inference.triton_client import TritonError, TritonRunner
@@ -138,9 +139,9 @@ def run_triton_bench(
         if not external:
             server = TritonServer("cpu", artifacts, free_ports()).start()
         rss0 = rss_bytes()
-        local = LocalRunner(artifacts)
+        local = LocalRunner(artifacts, name=model_name(language))
         local_rss = rss_bytes() - rss0
-        remote = TritonRunner(server.grpc_url if server else triton_url())
+        remote = TritonRunner(server.grpc_url if server else triton_url(), language=language)
     except (TritonServerError, TritonError) as exc:
         if server is not None:
             server.stop()
@@ -151,7 +152,7 @@ def run_triton_bench(
     for col in ("input", "batch", "backend", "texts/s", "tokens/s", "p50 ms", "p99 ms", "triton/local"):
         table.add_column(col, justify="right")
     try:
-        for kind, pool in sample_sets().items():
+        for kind, pool in sample_sets(language).items():
             for bs in batch_sizes:
                 texts = fill(pool, bs)
                 tokens = sum(len(x) for x in tokenizer.encode(texts)) / len(texts)
