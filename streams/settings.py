@@ -141,7 +141,7 @@ class Settings(BaseSettings):
     )
     triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC host:port.")
     languages: str = Field(
-        "en",
+        "en,zh",
         pattern=r"^ *en *(, *zh *)?$",
         description="Models the worker routes to by event lang: 'en', or 'en,zh' (zh and zh-* to the "
         "Chinese model, every other language to the English one).",
