@@ -122,3 +122,27 @@ def test_determinism_texts_are_mixed(runner, texts):
     tokenizer = runner.model.tokenizer
     assert sum(len(ids) == tokenizer.max_length for ids in tokenizer.encode(others)) >= 20
     assert max(len(ids) for ids in tokenizer.encode(mine)) < tokenizer.max_length
+
+
+def test_chinese_model_scores_do_not_depend_on_batch_mates():
+    """The same for the Chinese model: our 140 Chinese sample texts (and 60 English ones) alone, in
+    batches of 7 and 64, and shuffled among the 500 English and Chinese-heavy others."""
+    import json
+
+    from inference.artifacts import model_name
+    from inference.bench import ZH_SAMPLES
+    from inference.runner import LocalRunner
+
+    zh = [json.loads(line)["text"] for line in ZH_SAMPLES.read_text(encoding="utf-8").splitlines() if line]
+    mine, others = determinism_texts()
+    checked = zh + mine[:60]
+    hide_among = [t * 6 for t in zh[:60]] + others[:200]  # long Chinese texts, cut at max_length
+    runner = LocalRunner(name=model_name("zh"))
+    try:
+        alone = in_batches(runner.classify, checked, 1)
+        for size in (7, 64):
+            assert_same_scores(alone, in_batches(runner.classify, checked, size), f"zh batches of {size}")
+        mixed = shuffled_among(runner.classify, checked, hide_among, 64)
+        assert_same_scores(alone, mixed, "zh, shuffled among 260 others, batches of 64")
+    finally:
+        runner.close()
