@@ -26,6 +26,21 @@ render_cpu() {
     model_dir="$ARTIFACTS/moodwire"
     version="$(version_of "$model_dir")"
     sed -i -e "s#@ARTIFACT_DIR@#$model_dir#g" -e "s#@ARTIFACT_VERSION@#$version#g" "$CPU_REPO"/*/config.pbtxt
+    # The Chinese model, when shipped: the three models again with a _zh suffix, the entry
+    # naming its own tokenizer and encoder (as render_repository does).
+    if [ -f "$ARTIFACTS/moodwire-zh/model.json" ]; then
+        model_dir="$ARTIFACTS/moodwire-zh"
+        version="$(version_of "$model_dir")"
+        local m
+        for m in tokenizer encoder moodwire; do
+            cp -rL "$TEMPLATE/cpu/$m" "$CPU_REPO/${m}_zh"
+            sed -i -e "0,/^name: \"$m\"/s//name: \"${m}_zh\"/" \
+                -e "s#@ARTIFACT_DIR@#$model_dir#g" -e "s#@ARTIFACT_VERSION@#$version#g" \
+                "$CPU_REPO/${m}_zh/config.pbtxt"
+        done
+        sed -i -e '0,/^parameters \[$/s//parameters [\n  { key: "tokenizer_model" value: { string_value: "tokenizer_zh" } },\n  { key: "encoder_model" value: { string_value: "encoder_zh" } },/' \
+            "$CPU_REPO/moodwire_zh/config.pbtxt"
+    fi
     if grep -q '@[A-Z_]*@' "$CPU_REPO"/*/config.pbtxt; then
         echo "triton-entrypoint: unfilled placeholders in $CPU_REPO" >&2
         exit 1

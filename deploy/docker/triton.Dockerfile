@@ -27,6 +27,7 @@ FROM nvcr.io/nvidia/tritonserver:${TRITON_RELEASE}-py3 AS server
 RUN pip install --no-cache-dir numpy==1.26.4 tokenizers==0.20.3 onnxruntime==1.19.2
 COPY triton_models/ /opt/moodwire/triton_models/
 COPY inference/artifacts/moodwire/model.int8.onnx inference/artifacts/moodwire/model.json inference/artifacts/moodwire/tokenizer.json /opt/moodwire/artifacts/moodwire/
+COPY inference/artifacts/moodwire-zh/model.int8.onnx inference/artifacts/moodwire-zh/model.json inference/artifacts/moodwire-zh/tokenizer.json /opt/moodwire/artifacts/moodwire-zh/
 COPY deploy/docker/triton-entrypoint.sh /opt/moodwire/triton-entrypoint.sh
 RUN groupadd --system --gid 10002 triton-mw \
     && useradd --system --uid 10002 --gid triton-mw --home-dir /var/lib/triton-mw --create-home triton-mw
