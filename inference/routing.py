@@ -76,6 +76,12 @@ class LanguageRouter:
         )
         return self._merge(len(texts), {k: (groups[k], r) for k, r in zip(keys, results, strict=True)})
 
+    async def ais_ready(self, timeout_s: float = 2.0) -> bool:
+        """Every routed runner that can tell (a Triton client) is ready; in-process ones always are."""
+        probes = [p for r in self.runners.values() if (p := getattr(r, "ais_ready", None)) is not None]
+        results = await asyncio.gather(*(probe(timeout_s) for probe in probes))
+        return all(results)
+
     def close(self) -> None:
         for runner in self.runners.values():
             runner.close()

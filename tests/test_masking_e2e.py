@@ -37,9 +37,12 @@ N = 2000
 
 @pytest.fixture(scope="module")
 def local_runner():
+    """What the worker serves by default: the Chinese model for zh events, the English one for others."""
+    from inference.artifacts import model_name
+    from inference.routing import LanguageRouter
     from inference.runner import LocalRunner
 
-    r = LocalRunner()
+    r = LanguageRouter({lang: LocalRunner(name=model_name(lang)) for lang in ("en", "zh")})
     yield r
     r.close()
 
@@ -167,7 +170,7 @@ def test_masking_on_keeps_personal_data_out_of_rows_api_and_webhooks(
     client = open_clickhouse(settings)
     try:
         rows = client.query(
-            "SELECT id, text, title, url, entities, sentiment, topic FROM events FINAL"
+            "SELECT id, text, title, url, entities, sentiment, topic, lang FROM events FINAL"
         ).named_results()
         rows = list(rows)
     finally:
@@ -178,7 +181,8 @@ def test_masking_on_keeps_personal_data_out_of_rows_api_and_webhooks(
         assert not leaked(stored, raws), (r["id"], leaked(stored, raws))
         assert "[EMAIL]" in r["url"] and r["entities"] == ["Acme", "[EMAIL]"]
     ids = sorted(originals)
-    expected = local_runner.classify([originals[i]["text"] for i in ids])
+    lang = {r["id"]: r["lang"] for r in rows}
+    expected = local_runner.classify([originals[i]["text"] for i in ids], [lang[i] for i in ids])
     labels = {r["id"]: (r["sentiment"], r["topic"]) for r in rows}
     same = sum(labels[i] == (e.sentiment.label, e.topic.label) for i, e in zip(ids, expected, strict=True))
     assert same == N, f"{N - same} stored labels differ from the unmasked text's"

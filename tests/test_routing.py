@@ -93,3 +93,17 @@ def test_the_classify_stage_routes_on_the_event_language():
     scored = {json.loads(r.value)["id"]: json.loads(r.value) for r in out.scored}
     assert {k: v["sentiment"] for k, v in scored.items()} == {"a": "en", "b": "zh", "c": "zh"}
     assert scored["b"]["lang"] == "zh" and scored["c"]["model_versions"]["sentiment"] == "zh"
+
+
+def test_router_is_ready_only_when_every_remote_runner_is():
+    class Remote(TaggingRunner):
+        def __init__(self, name: str, ready: bool) -> None:
+            super().__init__(name)
+            self.ready = ready
+
+        async def ais_ready(self, timeout_s: float = 2.0) -> bool:
+            return self.ready
+
+    assert asyncio.run(LanguageRouter({"en": Remote("en", True), "zh": Remote("zh", True)}).ais_ready())
+    assert not asyncio.run(LanguageRouter({"en": Remote("en", True), "zh": Remote("zh", False)}).ais_ready())
+    assert asyncio.run(LanguageRouter({"en": TaggingRunner("en")}).ais_ready())  # in-process: always

@@ -168,8 +168,11 @@ def test_render_fills_every_placeholder(tmp_path):
         assert "@" not in config_file.read_text(), config_file
         config = parse(config_file)
         if "artifact_dir" in params(config):
-            assert Path(params(config)["artifact_dir"]) == artifact.directory
-            assert params(config)["artifact_version"] == artifact.version
+            # each language's models read their own artefact (tests/test_triton_languages.py)
+            name = "moodwire-zh" if config_file.parent.name.endswith("_zh") else "moodwire"
+            own = load_artifact(ARTIFACTS, name)
+            assert Path(params(config)["artifact_dir"]) == own.directory
+            assert params(config)["artifact_version"] == own.version
     encoder = parse(out / CONTRACT["encoder"]["model"] / "config.pbtxt")
     assert artifact.onnx_file(params(encoder)["precision"]).is_file()
     for code in out.glob("*/1/model.py"):

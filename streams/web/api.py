@@ -423,6 +423,8 @@ async def _check_runner(ctx: WorkerContext) -> dict[str, Any]:
             return ctx.settings.runner
         if not await probe(PROBE_TIMEOUT_S - 0.5):
             raise RuntimeError("server or model not ready")
+        if ctx.settings.runner != "triton":
+            return ctx.settings.runner
         return f"{ctx.settings.runner} {ctx.settings.triton_url}"
 
     return await _probe(check)
