@@ -175,6 +175,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         return client
 
     client = runner = None
+    db: Database | None = None
     try:
         if needs_clickhouse(settings):
             client = await wait_for(f"clickhouse({redact_dsn(dsn)})", open_clickhouse, stop, cap)
@@ -223,7 +224,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         if runner is not None:
             runner.close()
-        if client is not None:
+        # Through the lock: a store or stats call that a cancelled task left running in a thread
+        # finishes first (closing chDB under a running query could hang the shutdown).
+        if db is not None:
+            db.close()
+        elif client is not None:
             client.close()
 
 
