@@ -119,7 +119,9 @@ def sustained_rate(settings: Settings, stats_path: Path, n: int) -> float:
     raise TimeoutError("backlog not stored within 600 s")
 
 
-def latency_phase(settings: Settings, stats_path: Path, rate: float, seconds: float) -> dict[str, Any]:
+def latency_phase(
+    settings: Settings, stats_path: Path, rate: float, seconds: float, linger_ms: int
+) -> dict[str, Any]:
     """Produce at ``rate`` for ``seconds``: latency percentiles per segment, and worker RSS every 5 s."""
     import threading
 
@@ -150,7 +152,7 @@ def latency_phase(settings: Settings, stats_path: Path, rate: float, seconds: fl
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        asyncio.run(produce_lines(settings, events(n, "latency"), rate=rate))
+        asyncio.run(produce_lines(settings, events(n, "latency"), rate=rate, linger_ms=linger_ms))
         stats = wait_stats(stats_path, lambda s: s.get("stored", 0) >= before + n, 120)
     finally:
         done.set()
@@ -209,6 +211,14 @@ def rss_growth(timeline: list[tuple[float, int, int, int]], from_s: float) -> di
     help="Partitions per topic (one worker needs one; each costs the embedded broker CPU per fetch).",
 )
 @click.option(
+    "--producer-linger-ms",
+    default=200,
+    show_default=True,
+    type=click.IntRange(0, 5000),
+    help="The load producer's linger in the latency phase (counted in the latency; fewer batches "
+    "keep the embedded broker's per-fetch cost down).",
+)
+@click.option(
     "--json-out", type=click.Path(dir_okay=False, path_type=Path), help="Also write results as JSON."
 )
 def bench_pipeline_command(
@@ -217,6 +227,7 @@ def bench_pipeline_command(
     minutes: float,
     ceiling_seconds: float,
     partitions: int,
+    producer_linger_ms: int,
     json_out: Path | None,
 ) -> None:
     """Pipeline events/s, latency p50/p99 at 70% load, worker RSS, and the ratio to the Triton ceiling."""
@@ -225,7 +236,11 @@ def bench_pipeline_command(
     data_dir = Path(tempfile.mkdtemp(prefix="moodwire-bench-"))
     server: Any = None
     worker: subprocess.Popen[bytes] | None = None
-    results: dict[str, Any] = {"runner": runner, "partitions": partitions}
+    results: dict[str, Any] = {
+        "runner": runner,
+        "partitions": partitions,
+        "producer_linger_ms": producer_linger_ms,
+    }
     results["masking"] = measure_masking()
     click.echo(
         f"masking (MOODWIRE_MASKING=on, all kinds): {results['masking']['event_us']:.1f} µs per event, "
@@ -270,11 +285,13 @@ def bench_pipeline_command(
             click.echo(
                 f"sustained: {results['sustained_eps']:.1f} events/s (text-events -> rows in ClickHouse)"
             )
-            lat = latency_phase(settings, stats_path, 0.7 * results["sustained_eps"], minutes * 60)
+            lat = latency_phase(
+                settings, stats_path, 0.7 * results["sustained_eps"], minutes * 60, producer_linger_ms
+            )
             results["latency"] = lat
             click.echo(
                 f"latency at {lat['rate']:.1f} events/s (70%) over {minutes:g} min "
-                f"({lat['measured']} events, {BIN_MS} ms bins): p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms"
+                f"({lat['measured']} events, {BIN_MS} ms bins, producer linger {producer_linger_ms} ms): p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms"
             )
             click.echo(
                 "  parts p50/p99: "

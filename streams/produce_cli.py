@@ -65,8 +65,14 @@ async def produce_lines(
     rate: float | None = None,
     compression: str = "none",
     on_sent: Callable[[int], None] | None = None,
+    linger_ms: int = 50,
 ) -> int:
-    """Send every line to the input topic; return the count once all are acknowledged."""
+    """Send every line to the input topic; return the count once all are acknowledged.
+
+    ``linger_ms``: how long a batch waits for more records.  tansu's memory engine keeps every
+    produced batch and spends CPU per stored batch on each fetch (docs/streaming.md), so on the
+    embedded broker fewer, fuller batches keep it cheap; 1-record batches slow it down.
+    """
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
@@ -75,9 +81,7 @@ async def produce_lines(
         enable_idempotence=False,
         compression_type=None if compression == "none" else compression,
         max_request_size=MAX_RECORD_BYTES,
-        # 50 ms: fewer, fuller batches. tansu's memory engine spends CPU per stored batch on every
-        # produce and fetch (docs/streaming.md), so 1-record batches slow the embedded broker down.
-        linger_ms=50,
+        linger_ms=linger_ms,
     )
     await producer.start()
     sent = 0
