@@ -41,7 +41,7 @@ from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP
 
 from streams.metrics import METRICS, Position
-from streams.records import MAX_RECORD_BYTES, InRecord, OutRecord
+from streams.records import MAX_RECORD_BYTES, PRODUCER_BATCH_BYTES, InRecord, OutRecord
 from streams.settings import Settings
 
 log = logging.getLogger("moodwire.agents")
@@ -167,6 +167,7 @@ def faust_app(app_id: str, settings: Settings) -> faust.App:
         consumer_max_fetch_size=s.kafka_max_partition_fetch_bytes,
         producer_acks=-1,
         producer_max_request_size=MAX_RECORD_BYTES,
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         producer_linger=0.005,
         stream_buffer_maxsize=4 * max(s.batch_size, s.store_batch_size),
     )

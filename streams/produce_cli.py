@@ -19,7 +19,7 @@ from typing import BinaryIO
 import click
 
 from streams.cli_errors import fail
-from streams.records import MAX_RECORD_BYTES
+from streams.records import MAX_RECORD_BYTES, PRODUCER_BATCH_BYTES
 from streams.settings import Settings, SettingsError, load_settings
 
 COMPRESSION = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -81,6 +81,7 @@ async def produce_lines(
         enable_idempotence=False,
         compression_type=None if compression == "none" else compression,
         max_request_size=MAX_RECORD_BYTES,
+        max_batch_size=PRODUCER_BATCH_BYTES,
         linger_ms=linger_ms,
     )
     await producer.start()

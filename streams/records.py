@@ -13,6 +13,10 @@ from typing import Any, Final
 # Producer and fetch limit: big enough for a DLQ copy of any record the broker accepted
 # (the 5 MB test record included).
 MAX_RECORD_BYTES: Final = 16 * 1024 * 1024
+# Producer batch bound (aiokafka's default is 16 KiB, about 60 input events or 30 scored ones).
+# Fuller batches mean fewer of them: the embedded broker (tansu) keeps every batch and lists a
+# partition's stored batches on each fetch, so its CPU grows with their count (docs/streaming.md).
+PRODUCER_BATCH_BYTES: Final = 256 * 1024
 
 # Headers on DLQ records (the value stays the producer's original bytes).
 H_REASON: Final = "moodwire-reason"
