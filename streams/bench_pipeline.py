@@ -212,18 +212,45 @@ def latency_phase(
     }
 
 
-def rss_growth(timeline: list[tuple[float, int, int, int]], from_s: float) -> dict[str, float] | None:
-    """From the first sample at or after ``from_s`` to the last: seconds, RSS and its parts."""
+def rss_growth(
+    timeline: list[tuple[float, int, int, int]], from_s: float, edge_s: float = 60.0
+) -> dict[str, Any] | None:
+    """RSS growth from ``from_s`` to the end of the timeline (seconds, RSS, Python blocks, chDB).
+
+    RSS sampled every 5 s swings by tens of MiB with the batches in flight, so one sample at
+    each end measures the swing, not growth: each end is the median of its first / last
+    ``edge_s``, and ``trend_mib`` is the robust (Theil-Sen) slope times the window.
+    """
+    from statistics import median
+
     later = [row for row in timeline if row[0] >= from_s]
-    if len(later) < 2:
+    if len(later) < 4:
         return None
-    (t0, r0, b0, c0), (t1, r1, b1, c1) = later[0], later[-1]
+    t0, t1 = later[0][0], later[-1][0]
+    head = [row for row in later if row[0] < t0 + edge_s]
+    tail = [row for row in later if row[0] > t1 - edge_s]
+
+    def mid(rows: list[tuple[float, int, int, int]], i: int) -> float:
+        return float(median(row[i] for row in rows))
+
+    rss = [row[1] / 2**20 for row in later]
+    # Theil-Sen: the median of the pairwise slopes, which the spikes do not drag.
+    slope = median(
+        (b[1] - a[1]) / 2**20 / (b[0] - a[0])
+        for i, a in enumerate(later)
+        for b in later[i + 1 :]
+        if b[0] > a[0]
+    )
     return {
         "seconds": t1 - t0,
-        "rss0_mib": r0 / 2**20,
-        "rss1_mib": r1 / 2**20,
-        "py_blocks": b1 - b0,
-        "chdb_tracked_mib": (c1 - c0) / 2**20,
+        "rss0_mib": mid(head, 1) / 2**20,
+        "rss1_mib": mid(tail, 1) / 2**20,
+        "trend_mib": slope * (t1 - t0),
+        "min_mib": min(rss),
+        "max_mib": max(rss),
+        "first_last_sample_mib": (later[0][1] / 2**20, later[-1][1] / 2**20),
+        "py_blocks": int(mid(tail, 2) - mid(head, 2)),
+        "chdb_tracked_mib": (mid(tail, 3) - mid(head, 3)) / 2**20,
     }
 
 
@@ -366,10 +393,12 @@ def bench_pipeline_command(
             if growth:
                 results["rss_growth"] = growth
                 click.echo(
-                    f"worker RSS growth over the last {growth['seconds'] / 60:.1f} min of the phase: "
-                    f"{growth['rss0_mib']:.0f} -> {growth['rss1_mib']:.0f} MiB "
-                    f"({growth['rss1_mib'] - growth['rss0_mib']:+.1f} MiB; chDB tracked "
-                    f"{growth['chdb_tracked_mib']:+.1f} MiB, Python objects {growth['py_blocks']:+d})"
+                    f"worker RSS growth over the last {growth['seconds'] / 60:.1f} min of the phase "
+                    f"(median of its first and last minute): {growth['rss0_mib']:.0f} -> "
+                    f"{growth['rss1_mib']:.0f} MiB ({growth['rss1_mib'] - growth['rss0_mib']:+.1f} MiB; "
+                    f"trend {growth['trend_mib']:+.1f} MiB; samples {growth['min_mib']:.0f}-"
+                    f"{growth['max_mib']:.0f} MiB; chDB tracked {growth['chdb_tracked_mib']:+.1f} MiB, "
+                    f"Python objects {growth['py_blocks']:+d})"
                 )
             if "ceiling_eps" in results:
                 results["ratio_to_ceiling"] = results["sustained_eps"] / results["ceiling_eps"]

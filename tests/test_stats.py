@@ -41,3 +41,21 @@ def test_parts_are_measured_from_record_timestamps(tmp_path: Path) -> None:
     assert 100 <= bins_percentile(bins["insert"], None, 50) <= 200
     assert 900 <= bins_percentile(bins["total"], None, 50) <= 1000
     assert stats.stored == 1 and stats.topics == {"tech": {"events": 1, "negative": 1}}
+
+
+def test_rss_growth_reads_the_trend_not_the_swing_of_one_sample() -> None:
+    from streams.bench_pipeline import rss_growth
+
+    mib = 2**20
+    # Flat at 500 MiB with a 150 MiB spike every minute (a batch in flight); the window's first
+    # sample is a spike, its last is not, so one sample per end would read -150 MiB.
+    flat = [(t, (650 if t % 60 == 0 else 500) * mib, 1000, 10 * mib) for t in range(0, 900, 5)]
+    g = rss_growth(flat, 300)
+    assert g is not None and g["first_last_sample_mib"] == (650, 500)
+    assert g["rss1_mib"] - g["rss0_mib"] == 0 and abs(g["trend_mib"]) < 1
+    assert (g["min_mib"], g["max_mib"]) == (500, 650)
+    # Real growth of 2 MiB per minute over the last 10 minutes (+ the same spikes) is measured as such.
+    growing = [(t, r + int(t / 30 * mib), b, c) for t, r, b, c in flat]
+    g = rss_growth(growing, 300)
+    assert g is not None and 17 < g["rss1_mib"] - g["rss0_mib"] < 21 and 19 < g["trend_mib"] < 21
+    assert rss_growth(flat[:3], 0) is None
