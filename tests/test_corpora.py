@@ -13,6 +13,8 @@ from inference.corpora import (
     NEWS_SECOND_PASS,
     ZH_TOPIC_LABELS,
     ZH_TOPIC_SECOND_PASS,
+    ZH_TOPIC_TRAIN_LABELS,
+    ZH_TOPIC_TRAIN_SECOND_PASS,
     load_drug_reviews,
     load_imdb,
     load_news,
@@ -85,10 +87,15 @@ def test_zh_topic_labels_test_and_val_splits_with_a_blind_second_pass():
 
 
 def test_zh_topic_training_labels_are_train_titles_only():
-    rows = read_labels(ZH_TOPIC_LABELS.with_name("zh_topic_labels_train.tsv"), (TOPIC,))
+    rows = read_labels(ZH_TOPIC_TRAIN_LABELS, (TOPIC,))
     assert len(rows) == 800 and len({r["id"] for r in rows}) == 800
     assert all(r["split"] == "train" and r["id"].startswith("inews:train/") for r in rows)
     assert {r["topic"] for r in rows} == set(LABELS[TOPIC])
+    second = read_labels(ZH_TOPIC_TRAIN_SECOND_PASS, (TOPIC,))
+    assert len(second) == 150 and {r["id"] for r in second} <= {r["id"] for r in rows}
+    assert (
+        0.6 < agreement(ZH_TOPIC_TRAIN_LABELS, ZH_TOPIC_TRAIN_SECOND_PASS, (TOPIC,))["topic"]["kappa"] <= 1.0
+    )
 
 
 def test_read_labels_names_the_row_with_a_bad_label(tmp_path):
