@@ -105,15 +105,20 @@ def wait_stats(path: Path, cond: Any, timeout: float) -> dict[str, Any]:
     raise TimeoutError(f"worker stats condition not met within {timeout:.0f}s: {read_stats(path)}")
 
 
+def stored(path: Path) -> int:
+    """Rows the worker has stored so far (0 before its first stats file)."""
+    return int((read_stats(path) or {}).get("stored", 0))
+
+
 def sustained_rate(settings: Settings, stats_path: Path, n: int) -> float:
     from streams.produce_cli import produce_lines
 
-    base = (read_stats(stats_path) or {}).get("stored", 0)
+    base = stored(stats_path)
     asyncio.run(produce_lines(settings, events(n, "sustained")))
     marks: dict[str, float] = {}
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        done = (read_stats(stats_path) or {}).get("stored", 0) - base
+        done = stored(stats_path) - base
         now = time.monotonic()
         if "p10" not in marks and done >= 0.1 * n:
             marks["p10"], marks["n10"] = now, done
@@ -132,7 +137,7 @@ def live_capacity(settings: Settings, stats_path: Path, rate: float, seconds: fl
 
     from streams.produce_cli import produce_lines
 
-    base = (read_stats(stats_path) or {}).get("stored", 0)
+    base = stored(stats_path)
     n = int(rate * seconds)
     producer = threading.Thread(
         target=lambda: asyncio.run(
@@ -143,9 +148,9 @@ def live_capacity(settings: Settings, stats_path: Path, rate: float, seconds: fl
     t0 = time.monotonic()
     producer.start()
     time.sleep(seconds / 3)
-    s0, m0 = (read_stats(stats_path) or {}).get("stored", 0), time.monotonic()
+    s0, m0 = stored(stats_path), time.monotonic()
     producer.join()
-    s1, m1 = (read_stats(stats_path) or {}).get("stored", 0), time.monotonic()
+    s1, m1 = stored(stats_path), time.monotonic()
     if m1 - t0 > seconds * 1.1:
         raise TimeoutError(f"the producer could not offer {rate:.0f} events/s")
     wait_stats(stats_path, lambda s: s.get("stored", 0) >= base + n, 600)
