@@ -255,6 +255,20 @@ def _parity_rows(parity: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _distillation_lines(cfg: dict[str, Any]) -> list[str]:
+    """How a distilled model was made (``moodwire distil``): nothing for a plain training run."""
+    d = cfg.get("distillation")
+    if not d:
+        return []
+    return [
+        f"- Distilled (`moodwire distil`): started from the int8 model of `{d['init']}` (dequantized), "
+        f"{d['epochs']} epochs; each epoch {d['soft_per_epoch']} unlabelled news texts (from a seeded pool "
+        f"of {d['soft_pool']}) with the teacher's probabilities as targets, beside the gold data at the "
+        f"domain weights above. Teacher: `{d['teacher']}` (all-mpnet-base-v2 fine-tuned on our news "
+        "training split; not committed). Epoch 0 below is the starting model.",
+    ]
+
+
 def write_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> None:
     """MODEL_CARD.md and report.json: what the model is, how it was made, how good it is."""
     from inference.domain_report import format_targets
@@ -280,6 +294,7 @@ def write_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> 
         f"(heads {cfg.get('head_lr')}), frozen word embeddings: {cfg.get('freeze_embeddings')}, "
         f"patience {cfg.get('patience')}, domain weights {cfg.get('domain_weights')}; model selection on "
         "the mean of the validation scores below, never on a test split.",
+        *_distillation_lines(cfg),
         "- Data and how it was built: docs/models.md; news annotation guideline: docs/annotation.md.",
         "",
         "## Validation per epoch",

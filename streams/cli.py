@@ -65,9 +65,9 @@ def language_option(help_text: str) -> Any:
     help="Tokens per text; longer texts keep head and tail halves for en, the head for zh "
     "[default: 256 for en, 128 for zh].",
 )
-@click.option("--epochs", default=5, show_default=True, type=click.IntRange(1))
+@click.option("--epochs", type=click.IntRange(1), help="[default: 5; 3 with --teacher]")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=5e-5, show_default=True, type=float, help="Encoder learning rate.")
+@click.option("--lr", type=float, help="Encoder learning rate [default: 5e-05; 3e-05 with --teacher].")
 @click.option("--seed", default=13, show_default=True, type=int)
 @click.option(
     "--patience",
@@ -88,35 +88,49 @@ def language_option(help_text: str) -> Any:
     is_flag=True,
     help="Only tokenize the train/val data into OUT/pack.npz (to train elsewhere: docs/models.md).",
 )
+@click.option(
+    "--teacher",
+    is_flag=True,
+    help="Train the distillation teacher instead: all-mpnet-base-v2 on our news annotations only, "
+    "128 tokens [default --out: runs/teacher].",
+)
 def train(
     out_dir: str | None,
     language: str,
     base_model: str | None,
     max_length: int | None,
-    epochs: int,
+    epochs: int | None,
     batch_size: int,
-    lr: float,
+    lr: float | None,
     seed: int,
     patience: int,
     limit: int,
     train_embeddings: bool,
     device: str,
     pack_only: bool,
+    teacher: bool,
 ) -> None:
     """Fine-tune the multi-task model (sentiment + topic heads on one encoder)."""
     from inference.datasets import DataUnavailable
-    from inference.training import BASE_MODELS, TrainConfig, length_settings, load_pack, prepare
+    from inference.training import BASE_MODELS, MPNET, TrainConfig, length_settings, load_pack, prepare
     from inference.training import train as run_training
 
-    out_dir = out_dir or ("runs/moodwire" if language == "en" else f"runs/moodwire-{language}")
+    if teacher and language != "en":
+        fail("--teacher: the teacher is English (our news annotations)")
+    default_out = (
+        "runs/teacher" if teacher else "runs/moodwire" if language == "en" else f"runs/moodwire-{language}"
+    )
+    out_dir = out_dir or default_out
+    extra: dict[str, Any] = {"domain_weights": {"news": 1.0}} if teacher else {}
     cfg = TrainConfig(
         out_dir=out_dir,
         language=language,
-        base_model=base_model or BASE_MODELS[language],
-        **length_settings(language, max_length),
-        epochs=epochs,
+        base_model=base_model or (MPNET if teacher else BASE_MODELS[language]),
+        **length_settings(language, max_length or (128 if teacher else None)),
+        **extra,
+        epochs=epochs or (3 if teacher else 5),
         batch_size=batch_size,
-        lr=lr,
+        lr=lr or (3e-5 if teacher else 5e-5),
         seed=seed,
         patience=patience,
         limit=limit,
@@ -132,9 +146,73 @@ def train(
         result = run_training(cfg, arrays)
     except (DataUnavailable, ValueError, OSError) as exc:
         fail(str(exc))
+    if teacher:
+        click.echo(f"saved: {result.best_dir}; next: moodwire distil --teacher {result.best_dir}")
+        return
     click.echo(
         f"saved: {result.best_dir}; next: moodwire eval --model {out_dir}, moodwire export --run {out_dir}"
     )
+
+
+@main.command()
+@click.option(
+    "--teacher",
+    "teacher_dir",
+    default="runs/teacher/best",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The teacher (moodwire train --teacher).",
+)
+@click.option(
+    "--init",
+    default="inference/artifacts/moodwire",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Artefact whose int8 model the student starts from.",
+)
+@click.option(
+    "--out", "out_dir", default="runs/moodwire-distil", show_default=True, type=click.Path(file_okay=False)
+)
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=2e-5, show_default=True, type=float, help="Encoder learning rate.")
+@click.option(
+    "--soft-per-epoch",
+    default=16000,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Teacher-labelled news texts per epoch.",
+)
+@click.option("--seed", default=13, show_default=True, type=int)
+def distil(
+    teacher_dir: str, init: str, out_dir: str, epochs: int, lr: float, soft_per_epoch: int, seed: int
+) -> None:
+    """Distil the teacher into the served student: gold data plus the teacher's labels on unlabelled news."""
+    from inference.datasets import DataUnavailable
+    from inference.distil import DistilConfig
+    from inference.distil import distil as run_distil
+    from inference.training import TrainConfig, load_pack, prepare
+
+    if not (Path(teacher_dir) / "multitask.json").is_file():
+        fail(f"{teacher_dir} holds no teacher: run `moodwire train --teacher` first")
+    if not (Path(init) / "model.int8.onnx").is_file():
+        fail(f"{init} holds no model.int8.onnx")
+    cfg = DistilConfig(
+        out_dir=out_dir,
+        teacher=teacher_dir,
+        init=init,
+        epochs=epochs,
+        lr=lr,
+        soft_per_epoch=soft_per_epoch,
+        seed=seed,
+    )
+    pack = Path(out_dir) / "pack.npz"
+    try:
+        gold = TrainConfig(out_dir=out_dir)
+        arrays = load_pack(pack, gold) if pack.is_file() else prepare(gold)
+        result = run_distil(cfg, arrays)
+    except (DataUnavailable, ValueError, OSError) as exc:
+        fail(str(exc))
+    click.echo(f"saved: {result.best_dir}; next: moodwire export --run {out_dir}")
 
 
 # The Chinese test splits (moodwire eval --language zh).
@@ -258,7 +336,9 @@ def export(
     run = Path(run_dir or ("runs/moodwire" if language == "en" else f"runs/moodwire-{language}"))
     try:
         saved = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
-        cfg = TrainConfig(**{**saved, "out_dir": str(run)})
+        # a distillation run's config also records how it was distilled (not a TrainConfig field)
+        fields = TrainConfig.__dataclass_fields__
+        cfg = TrainConfig(**{**{k: v for k, v in saved.items() if k in fields}, "out_dir": str(run)})
         corpus = load_corpus(cfg.domains)
         own = set(ZH_TEST_DOMAINS) if cfg.language == "zh" else set(cfg.domains)
         val = [x.text for x in corpus.splits["val"] if x.domain in own]

@@ -102,6 +102,7 @@ def test_parse_line_plain_and_jsonl():
         ["bench", "pipeline"],
         ["data"],
         ["data", "agreement"],
+        ["distil"],
     ],
 )
 def test_help_for_every_command(cmd):
@@ -134,6 +135,12 @@ def test_one_line_errors_and_nonzero_exit(tmp_path):
     proc = cli("eval", "--model", str(run_dir))
     assert proc.returncode != 0 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("moodwire: error:") and "model.json not found" in proc.stderr
+    # distil needs a teacher and a student to start from; the teacher is English.
+    proc = cli("distil", "--teacher", str(run_dir), "--out", str(out))
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("moodwire: error:") and "moodwire train --teacher" in proc.stderr
+    proc = cli("train", "--teacher", "--language", "zh", "--out", str(out))
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and "English" in proc.stderr
     # `train` no longer takes a task: both heads train together.
     proc = cli("train", "sentiment")
     assert proc.returncode == 2 and "unexpected extra argument" in proc.stderr
