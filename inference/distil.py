@@ -38,9 +38,11 @@ from inference.training import (
     class_weights,
     epoch_sample,
     length_bucketed_batches,
+    optimizer,
     predict_proba,
     resolve_base_model,
     set_seed,
+    step,
     unpack,
     validation_scores,
 )
@@ -182,16 +184,7 @@ def distil(cfg: DistilConfig, arrays: dict[str, np.ndarray], console: Any = None
 
     expected = sum(cfg.weights.get(ALL_DOMAINS[d], 0.0) for d in domains) + n_soft
     total_steps = math.ceil(expected / cfg.batch_size) * cfg.epochs
-    head_ids = {id(p) for p in model.heads.parameters()}
-    enc_params = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    opt = torch.optim.AdamW(
-        [{"params": enc_params, "lr": cfg.lr}, {"params": list(model.heads.parameters()), "lr": cfg.head_lr}],
-        weight_decay=0.01,
-    )
-    warmup = max(1, int(total_steps * 0.06))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
-    )
+    opt, sched = optimizer(model, cfg.lr, cfg.head_lr, 0.01, total_steps, 0.06)
     loss_fns = {
         task: torch.nn.CrossEntropyLoss(
             weight=torch.tensor(class_weights(targets[task], len(LABELS[task]))),
@@ -214,7 +207,7 @@ def distil(cfg: DistilConfig, arrays: dict[str, np.ndarray], console: Any = None
         batches = [[items[i] for i in b] for b in length_bucketed_batches(lengths, cfg.batch_size, rng)]
         model.train()
         t0, running, seen = time.perf_counter(), 0.0, 0
-        for step, batch in enumerate(batches):
+        for n, batch in enumerate(batches):
             seqs = [gold[i] if i < n_gold else soft_ids[i - n_gold] for i in batch]
             ids, mask = pad(seqs, pad_id)
             logits = model(torch.from_numpy(ids), torch.from_numpy(mask))
@@ -233,15 +226,11 @@ def distil(cfg: DistilConfig, arrays: dict[str, np.ndarray], console: Any = None
                     logp = torch.log_softmax(logits[task][rows_soft], dim=-1)
                     loss = loss - cfg.soft_weight * (soft_targets[task][picked] * logp).sum()
             loss = loss / len(batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            step(loss, params, opt, sched)
             running += float(loss.detach()) * len(batch)
             seen += len(batch)
-            if step % 200 == 0:
-                console.print(f"epoch {epoch + 1}: batch {step}/{len(batches)}, loss {running / seen:.4f}")
+            if n % 200 == 0:
+                console.print(f"epoch {epoch + 1}: batch {n}/{len(batches)}, loss {running / seen:.4f}")
         val = validation_scores(arrays, predict_proba(model, val_ids, pad_id))
         result = EpochResult(
             epoch + 1, round(running / max(seen, 1), 4), val, round(time.perf_counter() - t0, 1)

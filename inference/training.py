@@ -344,6 +344,36 @@ def validation_scores(
 # --- the loop ---------------------------------------------------------------
 
 
+def optimizer(
+    model: Any, lr: float, head_lr: float, weight_decay: float, total_steps: int, warmup_frac: float
+) -> tuple[Any, Any]:
+    """AdamW with the heads at their own rate; linear warmup, then linear decay to zero."""
+    import torch
+
+    head_params = list(model.heads.parameters())
+    head_ids = {id(p) for p in head_params}
+    enc_params = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    opt = torch.optim.AdamW(
+        [{"params": enc_params, "lr": lr}, {"params": head_params, "lr": head_lr}], weight_decay=weight_decay
+    )
+    warmup = max(1, int(total_steps * warmup_frac))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    )
+    return opt, sched
+
+
+def step(loss: Any, params: list[Any], opt: Any, sched: Any) -> None:
+    """One optimizer step on ``loss``, gradients clipped to norm 1."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def _device(cfg: TrainConfig) -> str:
     import torch
 
@@ -398,17 +428,7 @@ def train(cfg: TrainConfig, arrays: dict[str, np.ndarray], console: Any = None) 
     expected = sum(cfg.domain_weights.get(ALL_DOMAINS[d], 1.0) for d in domains)
     steps_per_epoch = max(1, math.ceil(expected / cfg.batch_size))
     total_steps = steps_per_epoch * cfg.epochs
-    head_params = list(model.heads.parameters())
-    head_ids = {id(p) for p in head_params}
-    enc_params = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    opt = torch.optim.AdamW(
-        [{"params": enc_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}],
-        weight_decay=cfg.weight_decay,
-    )
-    warmup = max(1, int(total_steps * cfg.warmup_frac))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
-    )
+    opt, sched = optimizer(model, cfg.lr, cfg.head_lr, cfg.weight_decay, total_steps, cfg.warmup_frac)
     loss_fns = {
         task: torch.nn.CrossEntropyLoss(
             weight=torch.tensor(class_weights(targets[task], len(LABELS[task])), device=device),
@@ -463,11 +483,7 @@ def train(cfg: TrainConfig, arrays: dict[str, np.ndarray], console: Any = None) 
                     y = torch.from_numpy(targets[task][batch]).to(device)
                     loss = loss + loss_fns[task](logits[task].float(), y)
                 loss = loss / len(batch)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
+                step(loss, params, opt, sched)
                 running += float(loss.detach()) * len(batch)
                 seen += len(batch)
                 progress.update(bar, advance=1, loss=running / seen)

@@ -168,7 +168,7 @@ def train(
     default="inference/artifacts/moodwire",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Artefact whose int8 model the student starts from.",
+    help="Where the student starts: an artefact (its int8 model) or a saved model (a run's best/).",
 )
 @click.option(
     "--out", "out_dir", default="runs/moodwire-distil", show_default=True, type=click.Path(file_okay=False)
@@ -194,8 +194,8 @@ def distil(
 
     if not (Path(teacher_dir) / "multitask.json").is_file():
         fail(f"{teacher_dir} holds no teacher: run `moodwire train --teacher` first")
-    if not (Path(init) / "model.int8.onnx").is_file():
-        fail(f"{init} holds no model.int8.onnx")
+    if not any((Path(init) / name).is_file() for name in ("model.int8.onnx", "multitask.json")):
+        fail(f"{init} holds neither an artefact (model.int8.onnx) nor a saved model (multitask.json)")
     cfg = DistilConfig(
         out_dir=out_dir,
         teacher=teacher_dir,
