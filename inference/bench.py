@@ -129,15 +129,15 @@ def run_local_bench(
         for bs in batch_sizes:
             texts = fill(pool, bs)
             tokens = sum(len(x) for x in tokenizer.encode(texts))
-            row = {name: measure(r.classify, texts, seconds) for name, r in runners.items()}
-            for name, m in row.items():
+            row = {runner: measure(r.classify, texts, seconds) for runner, r in runners.items()}
+            for runner, m in row.items():
                 m["tokens_per_s"] = m["texts_per_s"] * tokens / len(texts)
                 ratio = m["texts_per_s"] / row[reference]["texts_per_s"]
                 results.append(
                     {
                         "input": kind,
                         "batch": bs,
-                        "model": name,
+                        "model": runner,
                         "tokens_per_text": tokens / len(texts),
                         "ratio": ratio,
                         **m,
@@ -146,7 +146,7 @@ def run_local_bench(
                 table.add_row(
                     kind,
                     str(bs),
-                    name,
+                    runner,
                     f"{m['texts_per_s']:.1f}",
                     f"{m['tokens_per_s']:.0f}",
                     f"{m['p50_ms']:.1f}",
