@@ -1,7 +1,7 @@
 """Distillation: the served student learns the teacher's labels on unlabelled news.
 
-The student starts from the served int8 model (dequantized: ``teacher.recover_state``), not from
-its base encoder, and trains on two kinds of example at once:
+The student starts from the served int8 model (dequantized: ``teacher.recover_state``) or from
+an earlier run's saved model, not from its base encoder, and trains on two kinds of example at once:
 
 - gold: the multi-domain training split (news, tweets, reviews, BBC), class-weighted cross
   entropy as in ``training.train``, at lower per-domain weights than a full run (a replay that
@@ -47,8 +47,8 @@ from inference.training import (
     validation_scores,
 )
 
-# Gold copies per epoch while distilling: news as in a full run's spirit (it is what the soft
-# examples are about), the rest a replay of a fraction of each domain.
+# Gold copies per epoch while distilling: our news twice (the soft examples are news too), every
+# other domain a fraction, enough to keep what the student already knows.
 REPLAY_WEIGHTS: dict[str, float] = {
     "news": 2.0,
     "tweets": 0.2,
@@ -199,6 +199,7 @@ def distil(cfg: DistilConfig, arrays: dict[str, np.ndarray], console: Any = None
     best = validation_scores(arrays, predict_proba(model, val_ids, pad_id))
     console.print(f"student before distillation: val {best}")
     history.append(EpochResult(0, 0.0, best, 0.0))
+    saved = False  # best/ always holds a model of this run: the first epoch's, then any better one
     for epoch in range(cfg.epochs):
         rng = random.Random(cfg.seed * 1000 + epoch)
         items = epoch_sample(domains, {d: cfg.weights.get(d, 0.0) for d in ALL_DOMAINS}, rng)
@@ -239,8 +240,8 @@ def distil(cfg: DistilConfig, arrays: dict[str, np.ndarray], console: Any = None
         console.print(
             f"epoch {result.epoch}: train loss {result.train_loss}, val {val}, {result.seconds:.0f}s"
         )
-        if val["selection"] > best["selection"] or not (out / "best").is_dir():
-            best = val
+        if not saved or val["selection"] > best["selection"]:
+            best, saved = val, True
             multitask.save(model, hf_tokenizer, out / "best")
         (out / "history.json").write_text(json.dumps([asdict(h) for h in history], indent=2))
     return TrainResult(best_dir=out / "best", history=history)

@@ -261,7 +261,8 @@ def _distillation_lines(cfg: dict[str, Any]) -> list[str]:
     if not d:
         return []
     return [
-        f"- Distilled (`moodwire distil`): started from the int8 model of `{d['init']}` (dequantized), "
+        f"- Distilled (`moodwire distil`): started from `{d['init']}` (an artefact's int8 model, dequantized, "
+        "or a saved model), "
         f"{d['epochs']} epochs; each epoch {d['soft_per_epoch']} unlabelled news texts (from a seeded pool "
         f"of {d['soft_pool']}) with the teacher's probabilities as targets, beside the gold data at the "
         f"domain weights above. Teacher: `{d['teacher']}` (all-mpnet-base-v2 fine-tuned on our news "

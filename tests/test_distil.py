@@ -8,6 +8,7 @@ import io
 import json
 import random
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from inference import teacher as teacher_mod
 from inference.contract import TASKS
 from inference.datasets import DataUnavailable
+from inference.tokenization import BatchTokenizer
 
 ARTIFACT = Path(__file__).resolve().parent.parent / "inference" / "artifacts" / "moodwire"
 
@@ -158,6 +160,17 @@ def test_distillation_moves_the_student_towards_the_teacher(tiny_run, tmp_path):
     for task in TASKS:
         assert np.allclose(soft[task].sum(-1), 1.0, atol=1e-5)
     assert [h.epoch for h in result.history] == [0, 1]
+    # the teacher's labels are kept for a re-run with the same teacher and pool, made again otherwise
+    from rich.console import Console
+
+    from inference.distil import teacher_labels
+
+    quiet = Console(file=io.StringIO())
+    again = teacher_labels(cfg, None, quiet)  # cached: the tokenizer is not even needed
+    assert list(again["keys"]) == list(soft["keys"])
+    tokenizer = BatchTokenizer(ARTIFACT / "tokenizer.json", 256, 0, 128)
+    smaller = teacher_labels(replace(cfg, soft_pool=12), tokenizer, quiet)
+    assert len(smaller["keys"]) == 12 and "another teacher or pool" in quiet.file.getvalue()
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["max_length"] == 256 and saved["distillation"]["teacher"] == str(tiny.best_dir)
 
