@@ -182,9 +182,23 @@ def train(
     type=click.IntRange(0),
     help="Teacher-labelled news texts per epoch.",
 )
+@click.option(
+    "--soft-pool",
+    default=16000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Unlabelled texts the teacher labels (a seeded sample of the 20,137-text pool).",
+)
 @click.option("--seed", default=13, show_default=True, type=int)
 def distil(
-    teacher_dir: str, init: str, out_dir: str, epochs: int, lr: float, soft_per_epoch: int, seed: int
+    teacher_dir: str,
+    init: str,
+    out_dir: str,
+    epochs: int,
+    lr: float,
+    soft_per_epoch: int,
+    soft_pool: int,
+    seed: int,
 ) -> None:
     """Distil the teacher into the served student: gold data plus the teacher's labels on unlabelled news."""
     from inference.datasets import DataUnavailable
@@ -203,6 +217,7 @@ def distil(
         epochs=epochs,
         lr=lr,
         soft_per_epoch=soft_per_epoch,
+        soft_pool=soft_pool,
         seed=seed,
     )
     pack = Path(out_dir) / "pack.npz"
