@@ -184,3 +184,9 @@ def test_distillation_moves_the_student_towards_the_teacher(tiny_run, tmp_path):
     _, before, _, _ = _student_and_texts()
     after = multitask.load(result.best_dir)
     assert cross_entropy(after) < cross_entropy(before)
+
+    # a second round starts exactly where the first one's best model ended
+    second = distil(replace(cfg, out_dir=str(tmp_path / "round2"), init=str(result.best_dir)), arrays)
+    best_first = max(result.history[1:], key=lambda h: h.val["selection"]).val
+    assert second.history[0].val == best_first
+    assert json.loads((tmp_path / "round2" / "config.json").read_text())["max_length"] == 256
