@@ -43,6 +43,7 @@ from inference.training import (
     resolve_base_model,
     set_seed,
     step,
+    torch_predictor,
     unpack,
     validation_scores,
 )
@@ -81,7 +82,6 @@ def teacher_labels(
 ) -> dict[str, np.ndarray]:
     """The teacher's probabilities over a seeded sample of the pool, with the student's token ids
     (cached in ``<out>/soft.npz``)."""
-    from inference import multitask
     from inference.teacher import distillation_pool
 
     path = Path(cfg.out_dir) / "soft.npz"
@@ -95,20 +95,9 @@ def teacher_labels(
     pool = distillation_pool()
     random.Random(cfg.seed).shuffle(pool)
     pool = pool[: cfg.soft_pool]
-    teacher_dir = Path(cfg.teacher)
-    teacher = multitask.load(teacher_dir)
-    teacher_cfg_file = teacher_dir.parent / "config.json"
-    tcfg = json.loads(teacher_cfg_file.read_text()) if teacher_cfg_file.is_file() else {}
-    pad_id = int(json.loads((teacher_dir / "config.json").read_text()).get("pad_token_id") or 0)
-    ttok = BatchTokenizer(
-        teacher_dir / "tokenizer.json",
-        int(tcfg.get("max_length", 128)),
-        pad_id,
-        int(tcfg.get("truncation_head", tcfg.get("max_length", 128))),
-    )
     texts = [t for _, t in pool]
     t0 = time.perf_counter()
-    probs = predict_proba(teacher, ttok.encode(texts), pad_id)
+    probs = torch_predictor(Path(cfg.teacher))(texts)
     console.print(f"teacher labelled {len(texts)} pool texts in {time.perf_counter() - t0:.0f}s")
     ids = student_tokenizer.encode(texts)
     arrays = {

@@ -577,8 +577,9 @@ def torch_predictor(model_dir: Path) -> Any:
     cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
     model = multitask.load(Path(model_dir))
     max_length = int(cfg.get("max_length", MAX_LENGTH))
+    pad_id = int(json.loads((Path(model_dir) / "config.json").read_text()).get("pad_token_id") or 0)
     tokenizer = BatchTokenizer(
-        Path(model_dir) / "tokenizer.json", max_length, 0, int(cfg.get("truncation_head", max_length))
+        Path(model_dir) / "tokenizer.json", max_length, pad_id, int(cfg.get("truncation_head", max_length))
     )
 
     def predict(texts: list[str]) -> dict[str, np.ndarray]:
