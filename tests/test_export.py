@@ -10,7 +10,7 @@ import pytest
 
 from inference.artifacts import load_artifact
 from inference.contract import ATTENTION_MASK, INPUT_IDS, LABELS, OUTPUTS, TASKS
-from inference.export import export
+from inference.export import export, quantize_int8
 from inference.runner import MultiTaskOnnx
 
 TEXTS = [
@@ -53,6 +53,46 @@ def test_graph_has_the_contract_tensors(exported):
     assert meta["version"].startswith("moodwire-") and meta["sha256"]["int8"][:8] in meta["version"]
     assert meta["truncation_head"] < meta["max_length"]
     assert meta["base_model_licence"] == "apache-2.0"
+
+
+def test_weight_only_ffn_outputs_keep_float_activations(exported, tiny_run, tmp_path):
+    """The Chinese export's scheme: each layer's FFN output projection becomes a block-quantized
+    MatMulNBits (float activations); everything else stays dynamic int8; scores stay close."""
+    out, _ = exported
+    layers = json.loads((tiny_run[2].best_dir / "config.json").read_text())["num_hidden_layers"]
+    fp32 = load_artifact(out).onnx_file("fp32")
+    mixed = tmp_path / "model.int8.onnx"
+    quant = quantize_int8(fp32, mixed, num_heads=12, hidden_size=384, weight_only_ffn_output=True)
+    assert f"{layers} FFN output projections weight-only" in quant["method"]
+    ops = [n.op_type for n in onnx.load(str(mixed)).graph.node]
+    assert ops.count("MatMulNBits") == layers and "MatMul" not in ops  # the rest is int8 too
+
+    import onnxruntime as ort
+
+    ids = np.array([[101, 2000, 3000, 4000, 5000, 102]], dtype=np.int64)
+    feed = {INPUT_IDS: ids, ATTENTION_MASK: np.ones_like(ids)}
+    ref = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, feed)
+    got = ort.InferenceSession(str(mixed), providers=["CPUExecutionProvider"]).run(None, feed)
+    for r, g in zip(ref, got, strict=True):
+        assert np.abs(r - g).max() < 0.05
+
+
+def test_weight_only_needs_a_gelu(tmp_path):
+    """A graph with no GELU has no FFN output projection to keep in float: a clear error."""
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], [0.1] * 16)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "plain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [w],
+    )
+    path = tmp_path / "plain.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ValueError, match="no MatMul reads a GELU output"):
+        quantize_int8(path, tmp_path / "q.onnx", num_heads=1, hidden_size=4, weight_only_ffn_output=True)
 
 
 @pytest.mark.parametrize(("batch", "seq"), [(1, 5), (3, 17), (9, 64)])
