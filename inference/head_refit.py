@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.contract import LABELS, SENTIMENT, TASKS, TOPIC
+from inference.contract import SENTIMENT, TASKS, TOPIC, labels_for
 from inference.tokenization import length_buckets, pad
 from inference.training import ALL_DOMAINS, validation_scores
 
@@ -113,8 +113,7 @@ def refit(cfg: RefitConfig, console: Any = None) -> dict[str, Any]:
 
     console = console or Console(stderr=True)
     run, out = Path(cfg.run_dir), Path(cfg.out_dir)
-    if cfg.task not in TASKS:
-        raise ValueError(f"unknown task {cfg.task!r}: expected one of {', '.join(TASKS)}")
+    labels = labels_for(cfg.task)
     if not (run / "best" / "multitask.json").is_file() or not (run / "pack.npz").is_file():
         raise FileNotFoundError(
             f"{run} holds no trained run (best/ and pack.npz): run `moodwire train` first"
@@ -133,12 +132,9 @@ def refit(cfg: RefitConfig, console: Any = None) -> dict[str, Any]:
     x = pooled(model, arrays, "train", rows)
     head = model.heads[cfg.task]
     old_w, old_b = head.weight.detach().numpy().copy(), head.bias.detach().numpy().copy()
-    n_classes = len(LABELS[cfg.task])
-    if set(np.unique(y)) != set(range(n_classes)):
-        missing = sorted(set(range(n_classes)) - set(np.unique(y)))
-        raise ValueError(
-            f"{cfg.task} classes {[LABELS[cfg.task][i] for i in missing]} have no training example"
-        )
+    missing = [name for i, name in enumerate(labels) if not (y == i).any()]
+    if missing:
+        raise ValueError(f"{cfg.task} classes {missing} have no training example")
     lr = LogisticRegression(C=cfg.c, max_iter=5000).fit(x, y, sample_weight=sw)
     new_w, new_b = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
 
@@ -163,10 +159,7 @@ def refit(cfg: RefitConfig, console: Any = None) -> dict[str, Any]:
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(run / "best", out / "best")
-    torch.save(
-        {k: v.detach().cpu() for k, v in model.heads.state_dict().items()},
-        out / "best" / multitask.HEADS_FILE,
-    )
+    multitask.save_heads(model, out / "best")
     shutil.copy(run / "pack.npz", out / "pack.npz")
     summary = {
         **asdict(cfg),

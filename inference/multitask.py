@@ -70,9 +70,13 @@ def save(model: MultiTaskClassifier, tokenizer: Any, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     model.encoder.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    torch.save({k: v.detach().cpu() for k, v in model.heads.state_dict().items()}, directory / HEADS_FILE)
+    save_heads(model, directory)
     meta = {"labels": {task: list(LABELS[task]) for task in TASKS}, "pooling": "mean"}
     (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def save_heads(model: MultiTaskClassifier, directory: Path) -> None:
+    torch.save({k: v.detach().cpu() for k, v in model.heads.state_dict().items()}, directory / HEADS_FILE)
 
 
 def load(directory: Path, eager: bool = False) -> MultiTaskClassifier:
