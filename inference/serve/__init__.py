@@ -1,0 +1,1 @@
+"""What serving needs: label contract, tokenization, artefacts, local runner, language routing, Triton client and server. Imports nothing from training."""
