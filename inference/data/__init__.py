@@ -1,0 +1,1 @@
+"""Training data: corpora read from pinned packages, our label files (*.tsv) and the annotation tools."""
