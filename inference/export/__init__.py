@@ -1,0 +1,1 @@
+"""Export: a trained run to the served ONNX artefacts (quantization, parity, vocabulary trim)."""
