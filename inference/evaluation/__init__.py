@@ -1,0 +1,1 @@
+"""Evaluation and benchmarks: scores, per-domain reports, inference throughput."""
