@@ -1,0 +1,1 @@
+"""The embedded stack's processes: the tansu broker and the child-process helpers."""
