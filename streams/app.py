@@ -6,11 +6,11 @@
 Each agent receives a micro-batch (``classify``: up to MOODWIRE_BATCH_SIZE
 records or MOODWIRE_BATCH_MAX_WAIT_MS; ``store``: the bigger
 MOODWIRE_STORE_BATCH_*) and returns only when its outputs are durable; the
-runtime (:mod:`streams.agents`) then commits the batch's offsets, in order, and
+runtime (:mod:`streams.pipeline.agents`) then commits the batch's offsets, in order, and
 retries the same batch with backoff when the agent raises.  ``classify`` keeps
 MOODWIRE_CLASSIFY_IN_FLIGHT batches in flight so Triton always has the next
 request queued while the previous batch's results are produced.  The work itself
-lives in :mod:`streams.classify_stage`, :mod:`streams.store_stage` and
+lives in :mod:`streams.pipeline.classify`, :mod:`streams.pipeline.store` and
 :mod:`streams.alerts.dispatcher`.
 """
 
@@ -19,16 +19,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from inference.runner import Runner
-from streams.agents import App
+from inference.serve.runner import Runner
 from streams.alerts.dispatcher import IN_FLIGHT, Dispatcher
-from streams.classify_stage import classify_batch
-from streams.masking import Masker
 from streams.metrics import METRICS
-from streams.records import H_REASON, H_SOURCE, InRecord, OutRecord
+from streams.pipeline.agents import App
+from streams.pipeline.classify import classify_batch
+from streams.pipeline.masking import Masker
+from streams.pipeline.records import H_REASON, H_SOURCE, InRecord, OutRecord
+from streams.pipeline.store import ClickHouseSink, decode_scored
 from streams.settings import Settings
 from streams.stats import WorkerStats
-from streams.store_stage import ClickHouseSink, decode_scored
 
 
 def build_app(
@@ -44,7 +44,7 @@ def build_app(
 
     # -- topics -----------------------------------------------------------------------------------
     text_events = settings.topic_input  # producers' JSON events, key = source or entity
-    scored_events = settings.topic_scored  # input + labels (streams.events.scored_event)
+    scored_events = settings.topic_scored  # input + labels (streams.pipeline.events.scored_event)
     dead_letters = settings.topic_dlq  # original bytes + reason/detail/source headers
     alerts = settings.topic_alerts  # alert transitions (firing / resolved / severity), key = dedupe key
 

@@ -335,7 +335,7 @@ def _as_datetime(value: datetime | str) -> datetime:
 
 
 def event_columns(events: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-    """Scored events (``streams.events.scored_event`` dicts) as column lists in EVENT_COLUMNS order."""
+    """Scored events (``streams.pipeline.events.scored_event`` dicts) as column lists in EVENT_COLUMNS order."""
     cols: list[list[Any]] = [[] for _ in EVENT_COLUMNS]
     (
         c_id,

@@ -101,7 +101,7 @@ def make_metrics() -> Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=reg,
         ),
-        # Failed attempts, counted where they happen (the batch is then retried by streams.agents);
+        # Failed attempts, counted where they happen (the batch is then retried by streams.pipeline.agents);
         # batch_retries{agent} says a batch was retried, these say which dependency failed.
         inference_failures=Counter(
             "moodwire_inference_failures",

@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     topic_alerts: str = "alerts"
     topic_partitions: int = Field(4, ge=1, le=1024)
 
-    # Which agents this worker runs; all workers share one consumer group (streams.agents)
+    # Which agents this worker runs; all workers share one consumer group (streams.pipeline.agents)
     worker_agents: str = Field(
         "classify,store,deliver",
         pattern=r"^ *(classify|store|deliver)( *, *(classify|store|deliver))* *$",
@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     store_batch_size: int = Field(2000, ge=1, le=100_000)
     store_batch_max_wait_ms: int = Field(500, ge=1, le=60_000)
 
-    # Data masking (streams.masking, docs/masking.md): personal data in the scored event is replaced
+    # Data masking (streams.pipeline.masking, docs/masking.md): personal data in the scored event is replaced
     # after classification and before it is produced, stored, served or sent.
     masking: Literal["off", "on"] = Field(
         "off", description="'on' masks the kinds in MOODWIRE_MASKING_KINDS."

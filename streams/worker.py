@@ -19,19 +19,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from inference.runner import Runner
-from streams.agents import App, backoff_s, sleep_unless
+from inference.serve.runner import Runner
 from streams.app import build_app
 from streams.clickhouse import connect, migrate
+from streams.context import Service, WorkerContext
 from streams.db import Database
 from streams.metrics import METRICS
+from streams.pipeline.agents import backoff_s, sleep_unless
+from streams.pipeline.store import ClickHouseSink
 from streams.settings import Settings, redact_dsn
 from streams.stats import WorkerStats
-from streams.store_stage import ClickHouseSink
 
 if TYPE_CHECKING:
     from streams.alerts.dispatcher import Dispatcher
@@ -39,22 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("moodwire.worker")
 T = TypeVar("T")
-
-
-@dataclass
-class WorkerContext:
-    """What the worker's side services (web API, alerts) share with the agents."""
-
-    settings: Settings
-    db: Database | None  # None in a worker that neither stores nor delivers
-    app: App  # ``await app.ready.wait()`` before ``app.send``: the producer starts with the agents
-    runner: Runner | None  # None in a worker that does not classify
-    stats: WorkerStats
-
-
-# A side service runs beside the agents until ``stop`` is set; it must not raise on a
-# dependency outage (log, back off, go on), and must return promptly once stopped.
-Service = Callable[[WorkerContext, asyncio.Event], Awaitable[None]]
 
 
 def services(settings: Settings) -> list[Service]:
@@ -100,15 +84,15 @@ def make_dispatcher(settings: Settings, db: Database | None) -> Dispatcher | Non
 
 def make_runner(settings: Settings) -> Runner:
     """One runner per language of MOODWIRE_LANGUAGES, behind a router on the event's lang."""
-    from inference.artifacts import model_name
-    from inference.routing import LanguageRouter
+    from inference.serve.artifacts import model_name
+    from inference.serve.routing import LanguageRouter
 
     languages = [lang.strip() for lang in settings.languages.split(",")]
     if settings.runner == "local":
-        from inference.runner import LocalRunner
+        from inference.serve.runner import LocalRunner
 
         return LanguageRouter({lang: LocalRunner(name=model_name(lang)) for lang in languages})
-    from inference.triton_client import RetryPolicy, TritonRunner
+    from inference.serve.triton_client import RetryPolicy, TritonRunner
 
     # Short attempts: an outage surfaces quickly as TritonUnavailable and the agent
     # runtime's own backoff takes over (pausing the stream instead of piling up calls).

@@ -16,7 +16,7 @@ OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 @pytest.fixture(scope="module")
 def broker():
     """A real tansu broker on a free loopback port, one per test module."""
-    from streams.broker import EmbeddedBroker, free_port
+    from streams.embedded.broker import EmbeddedBroker, free_port
 
     with EmbeddedBroker(port=free_port()) as b:
         yield b
@@ -25,7 +25,7 @@ def broker():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory):
     """Train the multi-task model on 16 examples per domain for 3 short epochs."""
-    from inference.training import DOMAINS, TrainConfig, prepare, train
+    from inference.train.training import DOMAINS, TrainConfig, prepare, train
 
     out = tmp_path_factory.mktemp("tiny-run")
     cfg = TrainConfig(

@@ -1,7 +1,7 @@
 """Hostile Kafka records for tests/test_fuzz_e2e.py: values of every bad shape, keys and headers of every shape.
 
 Each generated record says whether it is meant to be valid; the test checks the
-generator against :func:`streams.events.parse_event` before sending, so a
+generator against :func:`streams.pipeline.events.parse_event` before sending, so a
 hostile record that is accidentally valid is a generator bug, not a pass.
 """
 

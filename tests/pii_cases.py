@@ -16,7 +16,7 @@ import phonenumbers
 from stdnum import iban as std_iban
 from stdnum import luhn
 
-from streams.masking import TOKENS
+from streams.pipeline.masking import TOKENS
 
 EN_TEMPLATES = (
     "Please contact me at {x} about the refund, the blender broke after two days.",

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.broker import free_port
-from streams.records import H_REASON, H_SOURCE
+from streams.embedded.broker import free_port
+from streams.pipeline.records import H_REASON, H_SOURCE
 from streams.settings import Settings, load_settings
 from streams.stats import read_stats
 
@@ -131,7 +131,7 @@ def settings_from(env: dict[str, str]) -> Settings:
 
 
 class Worker:
-    """``python -m streams.worker_cli`` as a child process, logging to a file."""
+    """``python -m streams.cli.worker`` as a child process, logging to a file."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
@@ -143,7 +143,7 @@ class Worker:
         self.stats_path.unlink(missing_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.worker_cli"],
+            [sys.executable, "-m", "streams.cli.worker"],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -198,7 +198,7 @@ class Worker:
 
 
 def produce(settings: Settings, lines: Iterable[bytes], rate: float | None = None) -> int:
-    from streams.produce_cli import produce_lines
+    from streams.cli.produce import produce_lines
 
     return asyncio.run(produce_lines(settings, list(lines), rate))
 
@@ -263,7 +263,7 @@ def end_offsets(records: Iterable[Any]) -> dict[tuple[str, int], int]:
 
 def drained(settings: Settings) -> bool:
     """Both agents have committed everything on their topics (fetch-based ends; tansu's ListOffsets is wrong)."""
-    group = settings.kafka_group_id  # all agents share one consumer group (streams.agents)
+    group = settings.kafka_group_id  # all agents share one consumer group (streams.pipeline.agents)
     for topic in (settings.topic_input, settings.topic_scored):
         ends = end_offsets(read_topic(settings, topic, idle_s=0.8))
         committed = asyncio.run(_committed(settings, group, ends))

@@ -8,9 +8,9 @@ import itertools
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.agents import App
-from streams.broker import EmbeddedBroker
-from streams.records import InRecord, OutRecord
+from streams.embedded.broker import EmbeddedBroker
+from streams.pipeline.agents import App
+from streams.pipeline.records import InRecord, OutRecord
 from streams.settings import load_settings
 
 N_RECORDS = 120

@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.alerts.service import Backlog
-from streams.broker import EmbeddedBroker
+from streams.embedded.broker import EmbeddedBroker
 from streams.settings import load_settings
 
 

@@ -21,18 +21,18 @@ from pathlib import Path
 import pytest
 from pipeline_harness import ROOT, read_topic, settings_env, settings_from
 
-from streams.agents import App
 from streams.alerts import store
 from streams.alerts.dispatcher import IN_FLIGHT, Dispatcher
 from streams.alerts.receiver import Receiver
 from streams.alerts.rules import load_rules
 from streams.alerts.service import Evaluator
 from streams.alerts.webhooks import RetryPolicy, new_secret
-from streams.broker import EmbeddedBroker, free_port
 from streams.clickhouse import connect, insert_scored, migrate
+from streams.context import WorkerContext
 from streams.db import Database
-from streams.records import InRecord, OutRecord
-from streams.worker import WorkerContext
+from streams.embedded.broker import EmbeddedBroker, free_port
+from streams.pipeline.agents import App
+from streams.pipeline.records import InRecord, OutRecord
 
 RULES = """\
 targets:
@@ -245,7 +245,7 @@ def test_cli_alerts_test_sends_a_signed_delivery(tmp_path: Path):
 
         def cli(*args):
             return subprocess.run(
-                [sys.executable, "-m", "streams.cli", "alerts", "test", *args],
+                [sys.executable, "-m", "streams.cli.main", "alerts", "test", *args],
                 cwd=ROOT,
                 env={**__import__("os").environ, **env},
                 capture_output=True,

@@ -10,7 +10,7 @@ import time
 from pipeline_harness import settings_env, settings_from
 
 from streams.alerts.service import Leadership
-from streams.broker import EmbeddedBroker, free_port
+from streams.embedded.broker import EmbeddedBroker, free_port
 
 
 async def _until(predicate, timeout: float) -> float:

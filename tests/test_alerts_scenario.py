@@ -27,8 +27,8 @@ from standardwebhooks.webhooks import Webhook
 
 from streams.alerts.receiver import Receiver
 from streams.alerts.webhooks import new_secret
-from streams.broker import EmbeddedBroker, free_port
-from streams.replay import load_sample
+from streams.cli.replay import load_sample
+from streams.embedded.broker import EmbeddedBroker, free_port
 
 WINDOW_S, INTERVAL_S = 60, 2.0
 RULES = """\
@@ -73,7 +73,7 @@ class Traffic:
         # `tech`: this scenario tests the alert path; topic accuracy is the model card's job
         # (the model puts a few first-person phone complaints in `other`, which would
         # make the surge fire a second scope).
-        from inference.runner import LocalRunner
+        from inference.serve.runner import LocalRunner
 
         runner = LocalRunner()
         labels = runner.classify([i["text"] for i in tech_negative])
@@ -252,7 +252,7 @@ def test_negative_surge_fires_once_survives_kill9_and_resolves_once(tmp_path: Pa
 
     # After the worker stopped: `moodwire alerts list` reads the state (chDB: one process at a time)
     out = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "alerts", "list", "--format", "json"],
+        [sys.executable, "-m", "streams.cli.main", "alerts", "list", "--format", "json"],
         cwd=ROOT,
         env={**worker.env},
         capture_output=True,
@@ -267,7 +267,7 @@ def test_negative_surge_fires_once_survives_kill9_and_resolves_once(tmp_path: Pa
         [
             sys.executable,
             "-m",
-            "streams.cli",
+            "streams.cli.main",
             "query",
             "--format",
             "json",

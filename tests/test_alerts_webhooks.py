@@ -34,7 +34,7 @@ from streams.alerts.webhooks import (
     validate_target_url,
     verify,
 )
-from streams.broker import free_port
+from streams.embedded.broker import free_port
 
 SECRET = new_secret()
 FAST = RetryPolicy(base_s=0.2, cap_s=1.0)

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
-from streams.broker import BrokerError, EmbeddedBroker, find_tansu, free_port
+from streams.embedded.broker import BrokerError, EmbeddedBroker, find_tansu, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CODECS = ("gzip", "snappy", "lz4", "zstd")
@@ -169,7 +169,7 @@ def test_stop_leaves_no_process_and_frees_the_port() -> None:
 def test_broker_dies_with_its_parent_even_on_kill_9(tmp_path: Path) -> None:
     # An explicit log path: a parent killed with -9 cannot remove its temporary log.
     code = (
-        "import sys, time\nfrom pathlib import Path\nfrom streams.broker import EmbeddedBroker, free_port\n"
+        "import sys, time\nfrom pathlib import Path\nfrom streams.embedded.broker import EmbeddedBroker, free_port\n"
         f"b = EmbeddedBroker(port=free_port(), log_path=Path({str(tmp_path / 'tansu.log')!r})).start()\n"
         "print(b.process.pid, flush=True)\ntime.sleep(60)\n"
     )

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from pipeline_harness import Worker, open_clickhouse, produce, settings_env, settings_from
 
-from inference.artifacts import ARTIFACTS_DIR, load_artifact, model_name
+from inference.serve.artifacts import ARTIFACTS_DIR, load_artifact, model_name
 from streams.alerts.receiver import Receiver
 from streams.alerts.webhooks import new_secret
-from streams.broker import EmbeddedBroker, free_port
+from streams.embedded.broker import EmbeddedBroker, free_port
 
 pytestmark = [
     pytest.mark.triton,
@@ -129,9 +129,9 @@ def wait_for(predicate: Any, timeout: float, what: str, worker: Worker) -> None:
 
 
 def test_chinese_strings_survive_every_door_byte_for_byte(tmp_path: Path) -> None:
-    from inference.routing import LanguageRouter
-    from inference.runner import LocalRunner
-    from inference.triton_server import TritonServer, free_ports
+    from inference.serve.routing import LanguageRouter
+    from inference.serve.runner import LocalRunner
+    from inference.serve.triton_server import TritonServer, free_ports
 
     zh_version = load_artifact(ARTIFACTS_DIR, model_name("zh")).version
     en_version = load_artifact(ARTIFACTS_DIR).version

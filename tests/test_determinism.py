@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from inference.contract import TASKS
-from inference.runner import Classification
+from inference.serve.contract import TASKS
+from inference.serve.runner import Classification
 
 TOLERANCE = 0.01
 N_EACH = 250
@@ -30,7 +30,7 @@ N_EACH = 250
 
 def determinism_texts() -> tuple[list[str], list[str]]:
     """500 texts to check, and 500 others to hide them among."""
-    from inference.datasets import headline_view, load_sentiment, load_topic
+    from inference.data.datasets import headline_view, load_sentiment, load_topic
 
     tweets = [e.text for e in load_sentiment().test]
     articles = [e.text for e in load_topic().test]
@@ -92,7 +92,7 @@ def texts() -> tuple[list[str], list[str]]:
 
 @pytest.fixture(scope="module")
 def runner():
-    from inference.runner import LocalRunner
+    from inference.serve.runner import LocalRunner
 
     r = LocalRunner()
     yield r
@@ -129,9 +129,9 @@ def test_chinese_model_scores_do_not_depend_on_batch_mates():
     batches of 7 and 64, and shuffled among the 500 English and Chinese-heavy others."""
     import json
 
-    from inference.artifacts import model_name
-    from inference.bench import ZH_SAMPLES
-    from inference.runner import LocalRunner
+    from inference.evaluation.bench import ZH_SAMPLES
+    from inference.serve.artifacts import model_name
+    from inference.serve.runner import LocalRunner
 
     zh = [json.loads(line)["text"] for line in ZH_SAMPLES.read_text(encoding="utf-8").splitlines() if line]
     mine, others = determinism_texts()

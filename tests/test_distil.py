@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference import teacher as teacher_mod
-from inference.contract import TASKS
-from inference.datasets import DataUnavailable
-from inference.tokenization import BatchTokenizer
+from inference.data.datasets import DataUnavailable
+from inference.serve.contract import TASKS
+from inference.serve.tokenization import BatchTokenizer
+from inference.train import teacher as teacher_mod
 
 ARTIFACT = Path(__file__).resolve().parent.parent / "inference" / "artifacts" / "moodwire"
 
@@ -41,7 +41,7 @@ def _fake_mpnet_wheels(cache: Path, files: dict[str, bytes]) -> bytes:
 
 
 def test_mpnet_is_joined_from_its_five_wheels_and_checked(tmp_path, monkeypatch):
-    from inference import wheels
+    from inference.data import wheels
 
     files = {
         name: name.encode() for name in (*teacher_mod._MPNET_FILES, "desktop.ini", "1_Pooling/config.json")
@@ -61,7 +61,7 @@ def test_mpnet_is_joined_from_its_five_wheels_and_checked(tmp_path, monkeypatch)
 
 
 def test_mpnet_wheels_are_pinned():
-    from inference.wheels import PINNED
+    from inference.data.wheels import PINNED
 
     for dist in teacher_mod.MPNET_PARTS:
         version, sha = PINNED[dist]
@@ -69,8 +69,9 @@ def test_mpnet_wheels_are_pinned():
 
 
 def test_the_pool_never_holds_a_held_out_text():
-    from inference.corpora import NEWS_LABELS, load_news, read_labels
-    from inference.datasets import load_topic
+    from inference.data.corpora import load_news
+    from inference.data.datasets import load_topic
+    from inference.data.labels import NEWS_LABELS, read_labels
 
     pool = teacher_mod.distillation_pool()
     ids = [i for i, _ in pool]
@@ -92,10 +93,10 @@ def test_the_pool_never_holds_a_held_out_text():
 def _student_and_texts():
     import torch
 
-    from inference import multitask
-    from inference.artifacts import load_artifact
-    from inference.tokenization import BatchTokenizer
-    from inference.training import DEFAULT_BASE_MODEL, resolve_base_model
+    from inference.serve.artifacts import load_artifact
+    from inference.serve.tokenization import BatchTokenizer
+    from inference.train import multitask
+    from inference.train.training import DEFAULT_BASE_MODEL, resolve_base_model
 
     torch.manual_seed(0)
     art = load_artifact(ARTIFACT.parent, ARTIFACT.name)
@@ -106,8 +107,8 @@ def _student_and_texts():
 
 
 def test_the_recovered_student_is_the_served_model():
-    from inference.runner import MultiTaskOnnx
-    from inference.training import predict_proba
+    from inference.serve.runner import MultiTaskOnnx
+    from inference.train.training import predict_proba
 
     art, model, keys, tok = _student_and_texts()
     assert keys.unexpected_keys == [] and all(k.startswith("encoder.pooler.") for k in keys.missing_keys)
@@ -137,9 +138,9 @@ def test_the_recovered_student_is_the_served_model():
 def test_distillation_moves_the_student_towards_the_teacher(tiny_run, tmp_path):
     import torch
 
-    from inference import multitask
-    from inference.distil import DistilConfig, distil
-    from inference.training import DOMAINS, predict_proba
+    from inference.train import multitask
+    from inference.train.distil import DistilConfig, distil
+    from inference.train.training import DOMAINS, predict_proba
 
     _cfg, arrays, tiny = tiny_run
     cfg = DistilConfig(
@@ -163,7 +164,7 @@ def test_distillation_moves_the_student_towards_the_teacher(tiny_run, tmp_path):
     # the teacher's labels are kept for a re-run with the same teacher and pool, made again otherwise
     from rich.console import Console
 
-    from inference.distil import teacher_labels
+    from inference.train.distil import teacher_labels
 
     quiet = Console(file=io.StringIO())
     again = teacher_labels(cfg, None, quiet)  # cached: the tokenizer is not even needed

@@ -9,8 +9,8 @@ import struct
 import numpy as np
 import pytest
 
-from inference import e5_convert as ec
-from inference.artifacts import sha256
+from inference.serve.artifacts import sha256
+from inference.train import e5_convert as ec
 
 # a few of the parity texts: Chinese, English, mixed, full-width; queries and passages
 TEXTS = (

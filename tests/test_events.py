@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from streams.events import (
+from streams.pipeline.events import (
     MAX_EVENT_BYTES,
     MAX_TEXT_CHARS,
     Rejection,

@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 import pytest
 
-from inference.artifacts import load_artifact
-from inference.contract import ATTENTION_MASK, INPUT_IDS, LABELS, OUTPUTS, TASKS
-from inference.export import export, quantize_int8
-from inference.runner import MultiTaskOnnx
+from inference.export.to_onnx import export, quantize_int8
+from inference.serve.artifacts import load_artifact
+from inference.serve.contract import ATTENTION_MASK, INPUT_IDS, LABELS, OUTPUTS, TASKS
+from inference.serve.runner import MultiTaskOnnx
 
 TEXTS = [
     "Shares plunge after profit warning",

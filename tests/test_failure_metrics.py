@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from inference.triton_client import TritonUnavailable
-from streams.classify_stage import classify_batch
+from inference.serve.triton_client import TritonUnavailable
 from streams.clickhouse import StorageError
 from streams.metrics import METRICS
-from streams.records import InRecord
-from streams.store_stage import ClickHouseSink
+from streams.pipeline.classify import classify_batch
+from streams.pipeline.records import InRecord
+from streams.pipeline.store import ClickHouseSink
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:

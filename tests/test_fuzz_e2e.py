@@ -19,8 +19,8 @@ import pytest
 from fuzz_records import FuzzRecord, fuzz_stream
 from pipeline_harness import Worker, open_clickhouse, read_topic, settings_env, settings_from, wait_drained
 
-from streams.events import Rejection, parse_event
-from streams.records import H_REASON, MAX_RECORD_BYTES
+from streams.pipeline.events import Rejection, parse_event
+from streams.pipeline.records import H_REASON, MAX_RECORD_BYTES
 
 pytestmark = pytest.mark.slow
 

@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.contract import SENTIMENT, TOPIC
+from inference.serve.contract import SENTIMENT, TOPIC
 
 
 @pytest.mark.slow
 def test_refit_changes_only_the_chosen_head(tiny_run, tmp_path):
     import torch
 
-    from inference import multitask
-    from inference.export import _refit_lines
-    from inference.head_refit import RefitConfig, pooled, refit
-    from inference.training import unpack
+    from inference.export.to_onnx import _refit_lines
+    from inference.train import multitask
+    from inference.train.head_refit import RefitConfig, pooled, refit
+    from inference.train.training import unpack
 
     cfg, arrays, _tiny = tiny_run
     run, out = Path(cfg.out_dir), tmp_path / "refit"
@@ -44,7 +44,7 @@ def test_refit_changes_only_the_chosen_head(tiny_run, tmp_path):
     rows = np.arange(20)
     x = pooled(model, arrays, "val", rows)
     encoded = unpack(arrays, "val")[:20]
-    from inference.tokenization import pad
+    from inference.serve.tokenization import pad
 
     ids, mask = pad(encoded, int(arrays["pad_id"]))
     with torch.inference_mode():

@@ -1,4 +1,4 @@
-"""Data masking (streams.masking): generated personal data is masked, real texts are not touched.
+"""Data masking (streams.pipeline.masking): generated personal data is masked, real texts are not touched.
 
 Pure-function tests (a few seconds): 2,000 generated cases with valid checksums, near
 misses whose checksum fails, the false-positive rate on the BBC articles and review
@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from pii_cases import make_cases, near_misses
 
-from streams.events import ValidEvent, parse_event
-from streams.masking import KINDS, TOKENS, Masker, find_spans, mask_text
+from streams.pipeline.events import ValidEvent, parse_event
+from streams.pipeline.masking import KINDS, TOKENS, Masker, find_spans, mask_text
 from streams.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def real_texts() -> list[str]:
 def test_false_positive_rate_on_the_review_test_splits() -> None:
     """IMDB and drug-review test texts (the model's review test set): the few altered texts
     hold real personal data (an e-mail address in one IMDB review), not look-alikes."""
-    from inference.corpora import load_drug_reviews, load_imdb
+    from inference.data.corpora import load_drug_reviews, load_imdb
 
     texts = [x.text for load in (load_imdb, load_drug_reviews) for x in load()["test"]]
     altered = {t[s.start : s.end]: s.kind for t in texts for s in find_spans(t)}
@@ -165,9 +165,9 @@ class _RecordingRunner:
 
 
 def test_classify_stage_scores_the_original_and_sends_the_masked() -> None:
-    from inference.runner import LocalRunner
-    from streams.classify_stage import classify_batch
-    from streams.records import InRecord
+    from inference.serve.runner import LocalRunner
+    from streams.pipeline.classify import classify_batch
+    from streams.pipeline.records import InRecord
 
     cases = make_cases(60, seed=3)
     records = [

@@ -38,9 +38,9 @@ N = 2000
 @pytest.fixture(scope="module")
 def local_runner():
     """What the worker serves by default: the Chinese model for zh events, the English one for others."""
-    from inference.artifacts import model_name
-    from inference.routing import LanguageRouter
-    from inference.runner import LocalRunner
+    from inference.serve.artifacts import model_name
+    from inference.serve.routing import LanguageRouter
+    from inference.serve.runner import LocalRunner
 
     r = LanguageRouter({lang: LocalRunner(name=model_name(lang)) for lang in ("en", "zh")})
     yield r

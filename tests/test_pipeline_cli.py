@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import free_port
+from streams.embedded.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def cli(
     command: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    code = f"from streams.pipeline_cli import {command}; {command}(prog_name='moodwire')"
+    code = f"from streams.cli.pipeline import {command}; {command}(prog_name='moodwire')"
     return subprocess.run(
         [sys.executable, "-c", code, *args],
         cwd=ROOT,
@@ -94,7 +94,7 @@ def _children(pid: int) -> list[int]:
 
 def test_broker_serves_until_sigint_and_leaves_nothing_behind() -> None:
     port = free_port()
-    code = "from streams.pipeline_cli import broker_command; broker_command(prog_name='moodwire')"
+    code = "from streams.cli.pipeline import broker_command; broker_command(prog_name='moodwire')"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOODWIRE_")}
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--port", str(port)],

@@ -37,7 +37,7 @@ from pipeline_harness import (
 
 @pytest.fixture(scope="module")
 def local_runner():
-    from inference.runner import LocalRunner
+    from inference.serve.runner import LocalRunner
 
     r = LocalRunner()
     yield r
@@ -224,7 +224,7 @@ triton = pytest.mark.skipif(
 @pytest.mark.triton
 def test_triton_worker_with_triton_down_for_10s(broker, local_runner, tmp_path: Path) -> None:
     """The worker on the real Triton server; the server is stopped for 10 s mid-stream, then restarted."""
-    from inference.triton_server import TritonServer, free_ports
+    from inference.serve.triton_server import TritonServer, free_ports
 
     ports = free_ports()
     server = TritonServer("cpu", None, ports).start()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pipeline_harness import read_topic, settings_env, settings_from
 
-from streams.replay import Surge, load_sample, schedule
+from streams.cli.replay import Surge, load_sample, schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ def test_produce_file_keys_and_original_bytes(broker, tmp_path: Path, compressio
         [
             sys.executable,
             "-m",
-            "streams.produce_cli",
+            "streams.cli.produce",
             str(src),
             "--compression",
             compression,
@@ -54,7 +54,7 @@ def test_produce_file_keys_and_original_bytes(broker, tmp_path: Path, compressio
 
 def test_produce_missing_file_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "streams.produce_cli", str(tmp_path / "nope.jsonl")],
+        [sys.executable, "-m", "streams.cli.produce", str(tmp_path / "nope.jsonl")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -91,7 +91,7 @@ def test_sample_and_replay_schedule_has_a_surge() -> None:
 
 
 def test_chinese_sample_and_a_surge_of_one_language() -> None:
-    from streams.replay import SAMPLE_ZH
+    from streams.cli.replay import SAMPLE_ZH
 
     zh = load_sample(SAMPLE_ZH)
     assert len(zh) == 140 and {it["lang"] for it in zh} == {"zh"}
@@ -117,7 +117,7 @@ def test_demo_local_runner_short(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "streams.demo",
+            "streams.cli.demo",
             "--runner",
             "local",
             "--duration",

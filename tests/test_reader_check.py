@@ -1,10 +1,10 @@
-"""The blind readers' pass over the Chinese data sets' sentiment labels (inference/reader_check.py)."""
+"""The blind readers' pass over the Chinese data sets' sentiment labels (inference/data/reader_check.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from inference.reader_check import read_reader_labels, reader_report, snownlp_id, validation_gold
+from inference.data.reader_check import read_reader_labels, reader_report, snownlp_id, validation_gold
 
 GOLD = {
     "inews:dev/0": ("a", "positive"),

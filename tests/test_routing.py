@@ -8,10 +8,10 @@ import random
 
 import pytest
 
-from inference.routing import LanguageRouter, route
-from inference.runner import Classification, Prediction
-from streams.classify_stage import classify_batch
-from streams.records import InRecord
+from inference.serve.routing import LanguageRouter, route
+from inference.serve.runner import Classification, Prediction
+from streams.pipeline.classify import classify_batch
+from streams.pipeline.records import InRecord
 
 
 class TaggingRunner:

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.artifacts import ArtifactError, load_artifact
-from inference.contract import LABELS, MAX_LENGTH, MODEL_NAME, TASKS, TOPIC, TRUNCATION_HEAD
-from inference.runner import LocalRunner, MultiTaskOnnx
-from inference.tokenization import BatchTokenizer, clip_text, head_tail, length_buckets, pad
+from inference.serve.artifacts import ArtifactError, load_artifact
+from inference.serve.contract import LABELS, MAX_LENGTH, MODEL_NAME, TASKS, TOPIC, TRUNCATION_HEAD
+from inference.serve.runner import LocalRunner, MultiTaskOnnx
+from inference.serve.tokenization import BatchTokenizer, clip_text, head_tail, length_buckets, pad
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_serving_tokenizer_matches_training_tokenizer():
     # Up to max_length tokens the serving ids equal the training tokenizer's
     # exactly; beyond it serving keeps head and tail (test above), not HF's head.
     transformers = pytest.importorskip("transformers")
-    from inference.training import DEFAULT_BASE_MODEL, resolve_base_model
+    from inference.train.training import DEFAULT_BASE_MODEL, resolve_base_model
 
     a = load_artifact()
     hf = transformers.AutoTokenizer.from_pretrained(resolve_base_model(DEFAULT_BASE_MODEL))

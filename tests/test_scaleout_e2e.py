@@ -28,7 +28,7 @@ from pipeline_harness import (
     wait_drained,
 )
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.embedded.broker import EmbeddedBroker, free_port
 
 N_EVENTS, N_BAD = 20_000, 200
 PAUSE = re.compile(r"rebalance=done pause_ms=(\d+)")
@@ -62,7 +62,7 @@ def wait_for(what: str, cond, timeout: float, workers: list[Worker]) -> None:  #
 @pytest.mark.triton
 @pytest.mark.slow
 def test_three_classify_workers_one_killed_one_added(tmp_path: Path) -> None:
-    from inference.triton_server import TritonServer, free_ports
+    from inference.serve.triton_server import TritonServer, free_ports
 
     server = TritonServer("cpu", None, free_ports()).start()
     stream = make_stream(n_total=N_EVENTS, n_bad=N_BAD, prefix="scale")

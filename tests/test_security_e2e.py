@@ -23,7 +23,7 @@ from pipeline_harness import Worker, make_stream, produce, settings_env, setting
 
 from streams.alerts.receiver import Receiver
 from streams.alerts.webhooks import new_secret
-from streams.broker import free_port
+from streams.embedded.broker import free_port
 
 pytestmark = pytest.mark.slow
 

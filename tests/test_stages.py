@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from inference.contract import LABELS
-from streams.agents import backoff_s
-from streams.classify_stage import classify_batch, split_batch
+from inference.serve.contract import LABELS
 from streams.clickhouse import StorageError, connect, migrate
 from streams.db import Database
-from streams.records import H_DETAIL, H_INPUT_TS, H_REASON, H_SOURCE, InRecord
-from streams.store_stage import ClickHouseSink, decode_scored
+from streams.pipeline.agents import backoff_s
+from streams.pipeline.classify import classify_batch, split_batch
+from streams.pipeline.records import H_DETAIL, H_INPUT_TS, H_REASON, H_SOURCE, InRecord
+from streams.pipeline.store import ClickHouseSink, decode_scored
 
 
 def rec(value: bytes, offset: int, partition: int = 0, key: bytes | None = b"k") -> InRecord:
@@ -34,7 +34,7 @@ BAD = [
 
 @pytest.fixture(scope="module")
 def runner():
-    from inference.runner import LocalRunner
+    from inference.serve.runner import LocalRunner
 
     r = LocalRunner()
     yield r
@@ -113,9 +113,9 @@ def test_backoff_is_capped_and_grows() -> None:
 
 
 def test_dlq_detail_header_is_cut_on_a_character_boundary() -> None:
-    from streams.classify_stage import dlq_record, utf8_prefix
-    from streams.events import Rejection
-    from streams.records import H_DETAIL, InRecord
+    from streams.pipeline.classify import dlq_record, utf8_prefix
+    from streams.pipeline.events import Rejection
+    from streams.pipeline.records import H_DETAIL, InRecord
 
     assert utf8_prefix("股市", 4) == "股".encode()  # 6 bytes: the second character does not fit
     assert utf8_prefix("abc", 10) == b"abc" and utf8_prefix("", 1) == b""

@@ -44,7 +44,7 @@ def test_parts_are_measured_from_record_timestamps(tmp_path: Path) -> None:
 
 
 def test_rss_growth_reads_the_trend_not_the_swing_of_one_sample() -> None:
-    from streams.bench_pipeline import rss_growth
+    from streams.cli.bench import rss_growth
 
     mib = 2**20
     # Flat at 500 MiB with a 150 MiB spike every minute (a batch in flight); the window's first

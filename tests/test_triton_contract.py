@@ -18,10 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from inference.artifacts import load_artifact
-from inference.contract import ATTENTION_MASK, INPUT_IDS, LABELS, MAX_LENGTH, OUTPUTS, TASKS, TRUNCATION_HEAD
-from inference.triton_client import CONTRACT_FILE, load_contract
-from inference.triton_server import REPOSITORY_ROOT, render_repository
+from inference.serve.artifacts import load_artifact
+from inference.serve.contract import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    LABELS,
+    MAX_LENGTH,
+    OUTPUTS,
+    TASKS,
+    TRUNCATION_HEAD,
+)
+from inference.serve.triton_client import CONTRACT_FILE, load_contract
+from inference.serve.triton_server import REPOSITORY_ROOT, render_repository
 
 model_config_pb2 = pytest.importorskip(
     "tritonclient.grpc.model_config_pb2", reason="tritonclient not installed"
@@ -180,7 +188,7 @@ def test_render_fills_every_placeholder(tmp_path):
 
 
 def test_client_refuses_a_contract_that_disagrees_with_inference_contract(tmp_path):
-    from inference.triton_client import TritonContractError
+    from inference.serve.triton_client import TritonContractError
 
     stale = json.loads(CONTRACT_FILE.read_text(encoding="utf-8"))
     stale["entry"]["outputs"]["topic_probabilities"]["dims"] = [5]  # the old five-topic model
@@ -204,7 +212,7 @@ def load_python_model(variant: str, name: str, monkeypatch) -> types.ModuleType:
 def test_triton_tokenizer_cuts_texts_as_the_local_tokenizer(monkeypatch):
     # The model directory cannot import our package, so it carries its own
     # copies of head_tail and clip_text; they must keep the same tokens.
-    from inference import tokenization
+    from inference.serve import tokenization
 
     model = load_python_model("cpu", CONTRACT["tokenizer"]["model"], monkeypatch)
     for n in (0, 1, 255, 256, 257, 600):

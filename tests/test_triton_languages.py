@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from inference.artifacts import ARTIFACTS_DIR, load_artifact, model_name
-from inference.triton_client import language_models, load_contract
-from inference.triton_server import REPOSITORY_ROOT, render_repository
+from inference.serve.artifacts import ARTIFACTS_DIR, load_artifact, model_name
+from inference.serve.triton_client import language_models, load_contract
+from inference.serve.triton_server import REPOSITORY_ROOT, render_repository
 
 
 def two_language_root(tmp_path: Path) -> Path:
@@ -58,10 +58,10 @@ def test_chinese_models_are_rendered_beside_the_english_ones(tmp_path):
 @pytest.mark.triton
 @pytest.mark.skipif(importlib.util.find_spec("pytriton") is None, reason="nvidia-pytriton not installed")
 def test_a_router_over_triton_scores_each_language_with_its_model(tmp_path):
-    from inference.routing import LanguageRouter
-    from inference.runner import LocalRunner
-    from inference.triton_client import RetryPolicy, TritonRunner
-    from inference.triton_server import TritonServer, free_ports
+    from inference.serve.routing import LanguageRouter
+    from inference.serve.runner import LocalRunner
+    from inference.serve.triton_client import RetryPolicy, TritonRunner
+    from inference.serve.triton_server import TritonServer, free_ports
 
     root = two_language_root(tmp_path)
     texts = ["Shares plunge after profit warning", "股市大跌，投资者恐慌", "央行宣布降准", "Cup final win"]

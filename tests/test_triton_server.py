@@ -31,10 +31,10 @@ pytestmark = [
 
 from test_determinism import assert_same_scores, determinism_texts, in_batches, shuffled_among  # noqa: E402
 
-from inference.bench import sample_sets  # noqa: E402
-from inference.contract import MAX_LENGTH, TRUNCATION_HEAD  # noqa: E402
-from inference.triton_client import RetryPolicy, TritonRunner, TritonUnavailable  # noqa: E402
-from inference.triton_server import TritonServer, free_ports  # noqa: E402
+from inference.evaluation.bench import sample_sets  # noqa: E402
+from inference.serve.contract import MAX_LENGTH, TRUNCATION_HEAD  # noqa: E402
+from inference.serve.triton_client import RetryPolicy, TritonRunner, TritonUnavailable  # noqa: E402
+from inference.serve.triton_server import TritonServer, free_ports  # noqa: E402
 
 ARTIFACTS = os.environ.get("MOODWIRE_TEST_ARTIFACTS")  # unset: the committed artefacts
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def runner(server):
 
 @pytest.fixture(scope="module")
 def local():
-    from inference.runner import LocalRunner
+    from inference.serve.runner import LocalRunner
 
     r = LocalRunner(ARTIFACTS)
     yield r
@@ -158,7 +158,7 @@ def test_long_text_keeps_head_and_tail_through_triton(server, runner, local):
     import tritonclient.grpc as grpcclient
     from tokenizers import Tokenizer
 
-    from inference.triton_client import load_contract
+    from inference.serve.triton_client import load_contract
 
     contract = load_contract()
     artifact = local.model.artifact
@@ -276,7 +276,7 @@ def test_kill_gives_typed_error_within_budget_and_restart_is_picked_up():
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.triton_cli", *args],
+        [sys.executable, "-m", "streams.cli.triton", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -299,7 +299,7 @@ def test_serve_port_in_use_is_a_one_line_error():
 
 
 def test_serve_model_that_fails_to_load_is_a_one_line_error(tmp_path):
-    from inference.artifacts import load_artifact
+    from inference.serve.artifacts import load_artifact
 
     src = load_artifact(ARTIFACTS).directory
     dst = tmp_path / src.name
@@ -328,7 +328,7 @@ def test_serve_stops_cleanly_on_sigterm():
     cmd = [
         sys.executable,
         "-m",
-        "streams.triton_cli",
+        "streams.cli.triton",
         "serve",
         "--http-port",
         str(p.http),

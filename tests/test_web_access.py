@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from streams.broker import free_port
+from streams.embedded.broker import free_port
 from streams.settings import Settings
 from streams.web import web_service
 from streams.web.access import exposure_problem, is_loopback_bind, token_matches
@@ -78,7 +78,7 @@ def test_worker_refuses_a_public_bind_without_a_token(tmp_path):
     }
     env.pop("MOODWIRE_API_TOKEN", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "streams.worker_cli"],
+        [sys.executable, "-m", "streams.cli.worker"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -41,7 +41,7 @@ from pipeline_harness import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.embedded.broker import EmbeddedBroker, free_port
 from streams.settings import Settings
 
 pytestmark = [
@@ -198,7 +198,7 @@ def fetch(url: str) -> tuple[int, bytes]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
-    from inference.triton_server import TritonServer, free_ports
+    from inference.serve.triton_server import TritonServer, free_ports
 
     tmp = tmp_path_factory.mktemp("web-stack")
     anchor = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -562,7 +562,7 @@ def test_metrics_parse_and_counters_move_with_events(stack: Stack) -> None:
 
 
 def test_ready_is_503_while_triton_is_down(stack: Stack) -> None:
-    from inference.triton_server import TritonServer
+    from inference.serve.triton_server import TritonServer
 
     stack.triton.stop()
     try:

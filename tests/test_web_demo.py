@@ -21,7 +21,7 @@ def test_demo_keep_running_serves_the_dashboard(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "streams.demo",
+            "streams.cli.demo",
             "--runner",
             "local",
             "--duration",

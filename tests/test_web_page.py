@@ -92,9 +92,9 @@ def run_page(
     from aiohttp.test_utils import TestServer
 
     from streams.clickhouse import connect, insert_scored, migrate
+    from streams.context import WorkerContext
     from streams.db import Database
     from streams.web.api import build_app
-    from streams.worker import WorkerContext
 
     client = connect(f"chdb://{tmp_path / 'ch'}")
     migrate(client)

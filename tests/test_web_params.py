@@ -99,10 +99,10 @@ def test_bearer_token_guards_api_only(tmp_path: Path) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
     from streams.clickhouse import connect, migrate
+    from streams.context import WorkerContext
     from streams.db import Database
     from streams.settings import Settings
     from streams.web.api import build_app
-    from streams.worker import WorkerContext
 
     client = connect(f"chdb://{tmp_path / 'ch'}")
     migrate(client)

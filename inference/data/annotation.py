@@ -14,8 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from inference.contract import TASKS, TOPIC
-from inference.corpora import (
+from inference.data.labels import (
     NEWS_LABELS,
     NEWS_SECOND_PASS,
     ZH_TOPIC_LABELS,
@@ -24,6 +23,7 @@ from inference.corpora import (
     ZH_TOPIC_TRAIN_SECOND_PASS,
     read_labels,
 )
+from inference.serve.contract import TASKS, TOPIC
 
 # label set -> (first pass, blind second pass, tasks labelled)
 LABEL_SETS = {

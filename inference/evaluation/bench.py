@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from inference.artifacts import ArtifactError, load_artifact, model_name
+from inference.serve.artifacts import ArtifactError, load_artifact, model_name
 
-SAMPLES = Path(__file__).resolve().parent / "samples" / "texts.jsonl"
-ZH_SAMPLES = Path(__file__).resolve().parent.parent / "streams" / "samples" / "stream_zh.jsonl"
+SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "texts.jsonl"
+ZH_SAMPLES = Path(__file__).resolve().parents[2] / "streams" / "samples" / "stream_zh.jsonl"
 
 
 def sample_sets(language: str = "en") -> dict[str, list[str]]:
@@ -68,7 +68,7 @@ class TwoModelBaseline:
 
         import onnxruntime as ort
 
-        from inference.tokenization import BatchTokenizer
+        from inference.serve.tokenization import BatchTokenizer
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or os.cpu_count() or 1
@@ -85,7 +85,7 @@ class TwoModelBaseline:
         self.tokenizer = BatchTokenizer(root / "sentiment" / "tokenizer.json", 128)
 
     def classify(self, texts: Sequence[str]) -> None:
-        from inference.tokenization import length_buckets, pad
+        from inference.serve.tokenization import length_buckets, pad
 
         encoded = self.tokenizer.encode(texts)
         for rows in length_buckets(encoded, 32):
@@ -106,7 +106,7 @@ def run_local_bench(
     from rich.console import Console
     from rich.table import Table
 
-    from inference.runner import LocalRunner
+    from inference.serve.runner import LocalRunner
 
     console = Console()
     runners: dict[str, Any] = {}

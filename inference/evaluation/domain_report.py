@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from inference.contract import LABELS, SENTIMENT, TOPIC
-from inference.corpora import Corpus
-from inference.datasets import headline_view
-from inference.evaluation import classification_report, polarity_report, vader_labels, vader_polarity
+from inference.data.corpora import Corpus
+from inference.data.datasets import headline_view
+from inference.evaluation.scores import classification_report, polarity_report, vader_labels, vader_polarity
+from inference.serve.contract import LABELS, SENTIMENT, TOPIC
 
 Predict = Callable[[list[str]], dict[str, np.ndarray]]
 

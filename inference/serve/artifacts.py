@@ -6,7 +6,7 @@ scores never depend on its batch-mates), ``tokenizer.json``, ``model.json``
 and ``MODEL_CARD.md``.  ``model.fp32.onnx`` (input to TensorRT builds and the
 fp32 benchmark) is made by ``moodwire export`` and not committed (too large
 for the repo budget).  ``load_artifact`` checks ``model.json`` against
-``inference/contract.py`` so a label index means the same thing everywhere.
+``inference/serve/contract.py`` so a label index means the same thing everywhere.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.contract import LABELS, MAX_LENGTH, MODEL_NAME, OUTPUTS, TASKS
+from inference.serve.contract import LABELS, MAX_LENGTH, MODEL_NAME, OUTPUTS, TASKS
 
-ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "artifacts"
 PRECISIONS = ("int8", "fp32")
 
 

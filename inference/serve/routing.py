@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from inference.runner import Classification, Runner
+from inference.serve.runner import Classification, Runner
 
 DEFAULT_ROUTE = "en"
 ROUTES = ("en", "zh")

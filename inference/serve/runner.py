@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from inference.artifacts import ArtifactError, ModelArtifact, load_artifact
-from inference.contract import ATTENTION_MASK, INPUT_IDS, MODEL_NAME, SENTIMENT, TASKS, TOPIC
-from inference.tokenization import BatchTokenizer
+from inference.serve.artifacts import ArtifactError, ModelArtifact, load_artifact
+from inference.serve.contract import ATTENTION_MASK, INPUT_IDS, MODEL_NAME, SENTIMENT, TASKS, TOPIC
+from inference.serve.tokenization import BatchTokenizer
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Runner(Protocol):
     """Batch of texts in; per text, both labels with probabilities out.
 
     ``langs`` (one language tag per text) matters to a runner that routes by language
-    (inference/routing.py); a single-model runner scores every text with its one model.
+    (inference/serve/routing.py); a single-model runner scores every text with its one model.
     """
 
     @property

@@ -31,10 +31,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from inference.contract import LABELS, OUTPUTS, TASKS
-from inference.runner import Classification, combine, predictions
+from inference.serve.contract import LABELS, OUTPUTS, TASKS
+from inference.serve.runner import Classification, combine, predictions
 
-CONTRACT_FILE = Path(__file__).resolve().parent.parent / "triton_models" / "contract.json"
+CONTRACT_FILE = Path(__file__).resolve().parents[2] / "triton_models" / "contract.json"
 DEFAULT_URL = "127.0.0.1:8001"
 LOG = logging.getLogger("moodwire.triton")
 T = TypeVar("T")
@@ -69,18 +69,18 @@ class TritonRequestError(TritonError):
 
 
 def load_contract(path: Path = CONTRACT_FILE) -> dict[str, Any]:
-    """contract.json, checked against inference/contract.py (labels, output names, dims)."""
+    """contract.json, checked against inference/serve/contract.py (labels, output names, dims)."""
     contract: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     if set(contract["tasks"]) != set(TASKS):
         raise TritonContractError(f"{path}: tasks {sorted(contract['tasks'])} differ from {sorted(TASKS)}")
     for task, spec in contract["tasks"].items():
         if tuple(spec["labels"]) != LABELS[task]:
             raise TritonContractError(
-                f"{path}: {task} labels {spec['labels']} differ from inference/contract.py {list(LABELS[task])}"
+                f"{path}: {task} labels {spec['labels']} differ from inference/serve/contract.py {list(LABELS[task])}"
             )
         if spec["output"] != OUTPUTS[task]:
             raise TritonContractError(
-                f"{path}: {task} output {spec['output']!r} differs from inference/contract.py {OUTPUTS[task]!r}"
+                f"{path}: {task} output {spec['output']!r} differs from inference/serve/contract.py {OUTPUTS[task]!r}"
             )
         for part in ("entry", "encoder"):
             dims = contract[part]["outputs"].get(spec["output"], {}).get("dims")
@@ -119,7 +119,7 @@ def _one_line(exc: BaseException) -> str:
 
 def language_models(contract: dict[str, Any], language: str = "en") -> tuple[str, str, str]:
     """(entry, tokenizer, encoder) model names serving ``language``: the contract's names for
-    English, the same with a ``_<language>`` suffix for another (inference.triton_server)."""
+    English, the same with a ``_<language>`` suffix for another (inference.serve.triton_server)."""
     suffix = "" if language == "en" else f"_{language}"
     names = (contract["entry_model"], contract["tokenizer"]["model"], contract["encoder"]["model"])
     return tuple(f"{name}{suffix}" for name in names)  # type: ignore[return-value]

@@ -32,10 +32,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.artifacts import ARTIFACTS_DIR, ArtifactError, ModelArtifact, load_artifact, model_name
-from inference.triton_client import language_models
+from inference.serve.artifacts import ARTIFACTS_DIR, ArtifactError, ModelArtifact, load_artifact, model_name
+from inference.serve.triton_client import language_models
 
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent / "triton_models"
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2] / "triton_models"
 CONTRACT_FILE = REPOSITORY_ROOT / "contract.json"
 VARIANTS = ("cpu", "gpu")
 
@@ -93,7 +93,7 @@ def render_repository(template: Path, dest: Path, artifacts: Path | str | None =
     When ``<artifacts>/moodwire-zh`` holds a model and the template is a CPU
     one, its three models are rendered a second time for it, named with a
     ``_zh`` suffix (``moodwire_zh`` -> ``tokenizer_zh`` -> ``encoder_zh``;
-    inference.triton_client.language_models).  The GPU template has no Chinese
+    inference.serve.triton_client.language_models).  The GPU template has no Chinese
     TensorRT engine: there, Chinese texts need MOODWIRE_LANGUAGES=en.
     """
     root = Path(artifacts or ARTIFACTS_DIR).resolve()

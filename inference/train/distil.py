@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from inference.contract import LABELS, SENTIMENT, TASKS, TOPIC
-from inference.tokenization import BatchTokenizer, pad
-from inference.training import (
+from inference.serve.contract import LABELS, SENTIMENT, TASKS, TOPIC
+from inference.serve.tokenization import BatchTokenizer, pad
+from inference.train.training import (
     ALL_DOMAINS,
     DEFAULT_BASE_MODEL,
     EpochResult,
@@ -82,7 +82,7 @@ def teacher_labels(
 ) -> dict[str, np.ndarray]:
     """The teacher's probabilities over a seeded sample of the pool, with the student's token ids
     (cached in ``<out>/soft.npz``)."""
-    from inference.teacher import distillation_pool
+    from inference.train.teacher import distillation_pool
 
     path = Path(cfg.out_dir) / "soft.npz"
     key = json.dumps({"teacher": str(Path(cfg.teacher).resolve()), "pool": cfg.soft_pool, "seed": cfg.seed})
@@ -120,9 +120,9 @@ def distil(cfg: DistilConfig, arrays: dict[str, np.ndarray], console: Any = None
     from rich.console import Console
     from transformers import AutoTokenizer
 
-    from inference import multitask
-    from inference.artifacts import load_artifact
-    from inference.teacher import recover_state
+    from inference.serve.artifacts import load_artifact
+    from inference.train import multitask
+    from inference.train.teacher import recover_state
 
     console = console or Console(stderr=True)
     out = Path(cfg.out_dir)

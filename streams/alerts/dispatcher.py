@@ -45,7 +45,7 @@ from streams.alerts.webhooks import (
 )
 from streams.db import Database
 from streams.metrics import METRICS
-from streams.records import InRecord
+from streams.pipeline.records import InRecord
 
 log = logging.getLogger("moodwire.dispatcher")
 

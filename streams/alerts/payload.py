@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.alerts.evaluate import AlertState
-from streams.records import OutRecord
+from streams.pipeline.records import OutRecord
 
 
 def iso(dt: datetime | None) -> str | None:

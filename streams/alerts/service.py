@@ -28,16 +28,16 @@ from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.agents import backoff_s, sleep_unless
 from streams.alerts import store
 from streams.alerts.evaluate import AlertState, decide, retire
 from streams.alerts.payload import transition_record
 from streams.alerts.rules import Rules
 from streams.metrics import METRICS
+from streams.pipeline.agents import backoff_s, sleep_unless
 from streams.settings import Settings
 
-if TYPE_CHECKING:  # streams.worker imports this module
-    from streams.worker import Service, WorkerContext
+if TYPE_CHECKING:
+    from streams.context import Service, WorkerContext
 
 log = logging.getLogger("moodwire.alerts")
 
@@ -251,7 +251,7 @@ class Evaluator:
 
 
 def alert_evaluator(rules: Rules) -> Service:
-    """The worker side service (see :data:`streams.worker.Service`) for ``rules``."""
+    """The worker side service (see :data:`streams.context.Service`) for ``rules``."""
 
     async def alert_evaluator(ctx: WorkerContext, stop: asyncio.Event) -> None:
         settings: Settings = ctx.settings

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from streams.cli_errors import fail, settings_or_fail
+from streams.cli.errors import fail, settings_or_fail
 
 
 @click.group("rules", context_settings={"help_option_names": ["-h", "--help"]})

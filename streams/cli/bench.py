@@ -3,7 +3,7 @@
 One run, on the embedded stack (tansu + bundled Triton on CPU + a worker
 subprocess), one phase at a time so phases never compete for the cores:
 
-0. masking: µs per event of the masking stage (streams.masking), in-process;
+0. masking: µs per event of the masking stage (streams.pipeline.masking), in-process;
 1. ceiling: the Triton path alone - sequential one-request-per-micro-batch
    calls, exactly what the classify agent does, on the same texts; and the
    naive baseline: one request per message;
@@ -33,9 +33,9 @@ from typing import Any
 
 import click
 
-from streams.cli_errors import fail
-from streams.processes import stop_process
-from streams.replay import load_sample
+from streams.cli.errors import fail
+from streams.cli.replay import load_sample
+from streams.embedded.processes import stop_process
 from streams.settings import Settings, load_settings
 from streams.stats import BIN_MS, read_stats
 
@@ -62,8 +62,8 @@ def measure_masking(seconds: float = 1.0) -> dict[str, float]:
 
     Measured in-process, where the classify stage runs it: one scored event's fields per call.
     """
-    from streams.events import ValidEvent, parse_event
-    from streams.masking import Masker
+    from streams.pipeline.events import ValidEvent, parse_event
+    from streams.pipeline.masking import Masker
 
     masker = Masker()
     sample = [parse_event(raw, 0) for raw in events(256, "mask")]
@@ -82,7 +82,7 @@ def measure_masking(seconds: float = 1.0) -> dict[str, float]:
 
 
 def measure_ceiling(url: str, batch_size: int, seconds: float) -> float:
-    from inference.triton_client import TritonRunner
+    from inference.serve.triton_client import TritonRunner
 
     texts = [it["text"] for it in load_sample()]
     batch = [texts[i % len(texts)] for i in range(batch_size)]
@@ -111,7 +111,7 @@ def stored(path: Path) -> int:
 
 
 def sustained_rate(settings: Settings, stats_path: Path, n: int) -> float:
-    from streams.produce_cli import produce_lines
+    from streams.cli.produce import produce_lines
 
     base = stored(stats_path)
     asyncio.run(produce_lines(settings, events(n, "sustained")))
@@ -135,7 +135,7 @@ def live_capacity(settings: Settings, stats_path: Path, rate: float, seconds: fl
     """
     import threading
 
-    from streams.produce_cli import produce_lines
+    from streams.cli.produce import produce_lines
 
     base = stored(stats_path)
     n = int(rate * seconds)
@@ -163,7 +163,7 @@ def latency_phase(
     """Produce at ``rate`` for ``seconds``: latency percentiles per segment, and worker RSS every 5 s."""
     import threading
 
-    from streams.produce_cli import produce_lines
+    from streams.cli.produce import produce_lines
     from streams.stats import SEGMENTS, bins_count, bins_percentile
 
     start = read_stats(stats_path) or {}
@@ -310,7 +310,7 @@ def bench_pipeline_command(
     json_out: Path | None,
 ) -> None:
     """Pipeline events/s, latency p50/p99 at 70% load, worker RSS, and the ratio to the Triton ceiling."""
-    from streams.broker import EmbeddedBroker, free_port
+    from streams.embedded.broker import EmbeddedBroker, free_port
 
     data_dir = Path(tempfile.mkdtemp(prefix="moodwire-bench-"))
     server: Any = None
@@ -334,7 +334,7 @@ def bench_pipeline_command(
                 "MOODWIRE_TOPIC_PARTITIONS": str(partitions),
             }
             if runner == "triton":
-                from inference.triton_server import TritonServer, free_ports
+                from inference.serve.triton_server import TritonServer, free_ports
 
                 server = TritonServer("cpu", None, free_ports()).start()
                 env["MOODWIRE_TRITON_URL"] = server.grpc_url
@@ -351,7 +351,7 @@ def bench_pipeline_command(
                 click.echo(f"naive baseline (one request per message): {results['naive_eps']:.1f} events/s")
             log = (data_dir / "worker.log").open("ab")
             worker = subprocess.Popen(
-                [sys.executable, "-m", "streams.worker_cli", "--log-level", "WARNING"],
+                [sys.executable, "-m", "streams.cli.worker", "--log-level", "WARNING"],
                 env={**os.environ, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -33,9 +33,9 @@ from typing import Any
 
 import click
 
-from streams.cli_errors import fail
-from streams.processes import stop_process
-from streams.replay import SAMPLE_ZH, TOPICS, Surge, load_sample, schedule, send_schedule
+from streams.cli.errors import fail
+from streams.cli.replay import SAMPLE_ZH, TOPICS, Surge, load_sample, schedule, send_schedule
+from streams.embedded.processes import stop_process
 from streams.settings import Settings, SettingsError, load_settings
 from streams.stats import read_stats
 
@@ -148,7 +148,7 @@ def results_table(client: Any, surge: Surge, start: datetime) -> Any:
 
 
 def _chinese_model() -> bool:
-    from inference.artifacts import ARTIFACTS_DIR, model_name
+    from inference.serve.artifacts import ARTIFACTS_DIR, model_name
 
     return (ARTIFACTS_DIR / model_name("zh") / "model.json").is_file()
 
@@ -197,7 +197,7 @@ def demo_command(
 
     from streams.alerts.receiver import Receiver
     from streams.alerts.webhooks import new_secret
-    from streams.broker import BrokerError, EmbeddedBroker, free_port
+    from streams.embedded.broker import BrokerError, EmbeddedBroker, free_port
 
     console = Console()
     receiver = Receiver(new_secret())
@@ -215,7 +215,7 @@ def demo_command(
         console.print(f"webhook receiver ready: {receiver.url} (verifies Standard Webhooks signatures)")
         triton_url = "127.0.0.1:8001"
         if runner == "triton":
-            from inference.triton_server import TritonServer, TritonServerError, free_ports
+            from inference.serve.triton_server import TritonServer, TritonServerError, free_ports
 
             try:
                 server = TritonServer("cpu", None, free_ports()).start()
@@ -228,7 +228,7 @@ def demo_command(
         )
         worker_log = (data_dir / "worker.log").open("ab")
         worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.worker_cli"],
+            [sys.executable, "-m", "streams.cli.worker"],
             env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
             stdout=worker_log,
             stderr=subprocess.STDOUT,
@@ -358,7 +358,7 @@ def demo_command(
 
 def _web_port(preferred: int = 6066) -> int:
     """The dashboard's usual port when it is free, else any free one (a second demo, a test run)."""
-    from streams.broker import free_port
+    from streams.embedded.broker import free_port
 
     try:
         with socket.socket() as s:

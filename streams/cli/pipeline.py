@@ -23,7 +23,7 @@ from uuid import UUID
 
 import click
 
-from streams.cli_errors import fail, settings_or_fail
+from streams.cli.errors import fail, settings_or_fail
 
 EXIT_REFUSED = 2  # a write statement given to `query`
 
@@ -72,7 +72,7 @@ def broker_command(host: str, port: int, ready_timeout: float, topics: bool, log
 
     Everything is kept in memory and lost on stop; restart clients after a restart.
     """
-    from streams.broker import BrokerError, EmbeddedBroker
+    from streams.embedded.broker import BrokerError, EmbeddedBroker
 
     settings = settings_or_fail()
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}

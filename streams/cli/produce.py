@@ -18,8 +18,8 @@ from typing import BinaryIO
 
 import click
 
-from streams.cli_errors import fail
-from streams.records import MAX_RECORD_BYTES, PRODUCER_BATCH_BYTES
+from streams.cli.errors import fail
+from streams.pipeline.records import MAX_RECORD_BYTES, PRODUCER_BATCH_BYTES
 from streams.settings import Settings, SettingsError, load_settings
 
 COMPRESSION = ("none", "gzip", "snappy", "lz4", "zstd")

@@ -8,7 +8,7 @@ about fictional companies (50 of them bad news about 云帆科技).  :func:`sche
 turns a sample into timed events: a steady base rate drawn from the whole
 sample, plus, inside each surge window, extra events drawn from the surge
 topic's negative items (of one language, if the surge names one) only.  Every replayed event gets a fresh
-id and ``ts`` = its scheduled wall-clock time.  ``python -m streams.replay``
+id and ``ts`` = its scheduled wall-clock time.  ``python -m streams.cli.replay``
 prints the schedule as JSON Lines (pipe it into ``moodwire produce -``).
 """
 
@@ -28,7 +28,7 @@ import click
 
 from streams.settings import Settings
 
-SAMPLE = Path(__file__).resolve().parent / "samples" / "stream.jsonl"
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "stream.jsonl"
 SAMPLE_ZH = SAMPLE.with_name("stream_zh.jsonl")
 TOPICS = ("business", "entertainment", "politics", "sport", "tech")
 # A few broken records so the DLQ has something to show.
@@ -99,8 +99,8 @@ async def send_schedule(
     """Publish each record at its scheduled time (relative to now); returns when all are acknowledged."""
     from aiokafka import AIOKafkaProducer
 
-    from streams.produce_cli import record_key
-    from streams.records import MAX_RECORD_BYTES
+    from streams.cli.produce import record_key
+    from streams.pipeline.records import MAX_RECORD_BYTES
 
     producer = AIOKafkaProducer(
         **settings.kafka_client_kwargs(),

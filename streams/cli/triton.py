@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from streams.cli_errors import fail
+from streams.cli.errors import fail
 from streams.stats import rss_bytes
 
 URL_ENV = "MOODWIRE_TRITON_URL"
@@ -66,7 +66,7 @@ def serve(
     ready_timeout: float,
 ) -> None:
     """Start tritonserver, wait until the models are ready, serve until SIGINT/SIGTERM."""
-    from inference.triton_server import Ports, TritonServer, TritonServerError
+    from inference.serve.triton_server import Ports, TritonServer, TritonServerError
 
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     server: TritonServer | None = None
@@ -99,14 +99,14 @@ def serve(
 
 
 def triton_url(url: str | None = None) -> str:
-    from inference.triton_client import DEFAULT_URL
+    from inference.serve.triton_client import DEFAULT_URL
 
     return url or os.environ.get(URL_ENV) or DEFAULT_URL
 
 
 def make_triton_runner(url: str | None = None) -> Any:
     """A ready, contract-checked TritonRunner, or a one-line error and exit 1."""
-    from inference.triton_client import TritonError, TritonRunner
+    from inference.serve.triton_client import TritonError, TritonRunner
 
     try:
         return TritonRunner(triton_url(url))
@@ -126,11 +126,11 @@ def run_triton_bench(
     from rich.console import Console
     from rich.table import Table
 
-    from inference.artifacts import model_name
-    from inference.bench import fill, measure, sample_sets
-    from inference.runner import LocalRunner
-    from inference.triton_client import TritonError, TritonRunner
-    from inference.triton_server import TritonServer, TritonServerError, free_ports
+    from inference.evaluation.bench import fill, measure, sample_sets
+    from inference.serve.artifacts import model_name
+    from inference.serve.runner import LocalRunner
+    from inference.serve.triton_client import TritonError, TritonRunner
+    from inference.serve.triton_server import TritonServer, TritonServerError, free_ports
 
     console = Console()
     server: TritonServer | None = None

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from streams.cli_errors import fail
+from streams.cli.errors import fail
 from streams.settings import SettingsError, load_settings
 
 

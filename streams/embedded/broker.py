@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
 
-from streams.processes import stop_process
+from streams.embedded.processes import stop_process
 
 log = logging.getLogger(__name__)
 

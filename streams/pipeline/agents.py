@@ -41,7 +41,7 @@ from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP
 
 from streams.metrics import METRICS, Position
-from streams.records import MAX_RECORD_BYTES, PRODUCER_BATCH_BYTES, InRecord, OutRecord
+from streams.pipeline.records import MAX_RECORD_BYTES, PRODUCER_BATCH_BYTES, InRecord, OutRecord
 from streams.settings import Settings
 
 log = logging.getLogger("moodwire.agents")

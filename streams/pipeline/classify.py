@@ -2,7 +2,7 @@
 
 :func:`split_batch` is pure (bytes in, valid events and DLQ records out);
 :func:`classify_batch` adds the single ``runner.aclassify`` call and builds the
-``scored-events`` records (masked, when a :class:`~streams.masking.Masker` is given).  Errors from the runner propagate unchanged: the
+``scored-events`` records (masked, when a :class:`~streams.pipeline.masking.Masker` is given).  Errors from the runner propagate unchanged: the
 agent runtime retries the whole batch, so nothing is skipped.
 """
 
@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from inference.runner import Runner
-from streams.events import Rejection, ValidEvent, parse_event, scored_event
-from streams.masking import Masker
+from inference.serve.runner import Runner
 from streams.metrics import METRICS
-from streams.records import H_DETAIL, H_INPUT_TS, H_REASON, H_SOURCE, InRecord, OutRecord
+from streams.pipeline.events import Rejection, ValidEvent, parse_event, scored_event
+from streams.pipeline.masking import Masker
+from streams.pipeline.records import H_DETAIL, H_INPUT_TS, H_REASON, H_SOURCE, InRecord, OutRecord
 
 
 @dataclass

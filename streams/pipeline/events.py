@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
-SCHEMA_PATH: Final = Path(__file__).resolve().parent / "schemas" / "text-event.schema.json"
+SCHEMA_PATH: Final = Path(__file__).resolve().parent.parent / "schemas" / "text-event.schema.json"
 
 # A whole record larger than this is rejected before decoding (Kafka's default
 # message.max.bytes is 1 MiB, so bigger records only arrive from a tuned broker).

@@ -260,7 +260,7 @@ class Masker:
         return value
 
     def event(self, event: Any) -> Any:
-        """A copy of a :class:`streams.events.ValidEvent` with its free-text fields masked."""
+        """A copy of a :class:`streams.pipeline.events.ValidEvent` with its free-text fields masked."""
         return replace(
             event,
             text=self.text(event.text),

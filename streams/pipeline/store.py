@@ -1,7 +1,7 @@
 """The store stage: a micro-batch of ``scored-events`` records becomes ONE ClickHouse insert.
 
 A sink is a small class with one method, ``write(rows)`` (as in Quix Streams);
-batching, retries and offset commits live once in :mod:`streams.agents`, so the
+batching, retries and offset commits live once in :mod:`streams.pipeline.agents`, so the
 sink only has to raise when the batch is not durable.  :func:`decode_scored`
 is pure and tested without ClickHouse.
 """
@@ -17,7 +17,7 @@ from typing import Any
 from streams.clickhouse import StorageError, insert_scored
 from streams.db import Database
 from streams.metrics import METRICS
-from streams.records import H_INPUT_TS, InRecord
+from streams.pipeline.records import H_INPUT_TS, InRecord
 
 REQUIRED = ("id", "text", "ts", "sentiment", "sentiment_scores", "topic", "topic_scores", "model_versions")
 

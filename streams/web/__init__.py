@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from streams.worker import WorkerContext
+    from streams.context import WorkerContext
 
 log = logging.getLogger("moodwire.web")
 BIND_RETRY_S = (1.0, 30.0)  # first and longest wait between attempts to bind a busy port
@@ -26,7 +26,7 @@ async def web_service(ctx: WorkerContext, stop: asyncio.Event) -> None:
         return
     from aiohttp import web
 
-    from streams.agents import sleep_unless
+    from streams.pipeline.agents import sleep_unless
     from streams.web.access import TOKEN_SCOPE, exposure_problem, open_on_purpose
     from streams.web.api import build_app
 

@@ -50,7 +50,7 @@ from streams.web.params import (
 )
 
 if TYPE_CHECKING:
-    from streams.worker import WorkerContext
+    from streams.context import WorkerContext
 
 log = logging.getLogger("moodwire.web")
 

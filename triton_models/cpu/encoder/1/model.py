@@ -5,7 +5,7 @@ Each row runs alone, unpadded (its mask says its length), on one of several
 single-threaded sessions side by side: the int8 graph computes activation
 scales per forward pass, so a text alone gets scores that depend on its own
 tokens only, never on the texts merged into its batch; the same policy as
-``inference.runner.MultiTaskOnnx``, which gives the same scores.
+``inference.serve.runner.MultiTaskOnnx``, which gives the same scores.
 The model directory, the expected version, the ONNX precision and each
 task's label list come from the config's parameters and are checked against
 the model's model.json and graph at load, so a stale rendered repository

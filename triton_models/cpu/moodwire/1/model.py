@@ -26,7 +26,7 @@ import triton_python_backend_utils as pb_utils
 
 
 def length_buckets(lengths: np.ndarray, size: int) -> list[np.ndarray]:
-    # Same policy as inference.tokenization.length_buckets: stable sort by
+    # Same policy as inference.serve.tokenization.length_buckets: stable sort by
     # length, then fixed-size groups.
     order = sorted(range(len(lengths)), key=lambda i: int(lengths[i]))
     return [np.asarray(order[s : s + size], dtype=np.int64) for s in range(0, len(order), size)]

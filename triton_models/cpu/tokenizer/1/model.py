@@ -3,7 +3,7 @@
 Uses the Rust `tokenizers` library with the model's saved tokenizer.json.
 A text longer than the model's max_length keeps its first truncation_head
 tokens and its last max_length - truncation_head (both from model.json),
-the same ids as ``inference.tokenization.BatchTokenizer``; rows are padded
+the same ids as ``inference.serve.tokenization.BatchTokenizer``; rows are padded
 to the longest text of the request (the mask marks the padding).
 The model directory comes from the `artifact_dir` parameter (absolute, or
 relative to this model's directory), tensor names from contract.json.
@@ -54,7 +54,7 @@ class TritonPythonModel:
         return responses
 
 
-# clip_text and head_tail: the same policy as inference.tokenization (this
+# clip_text and head_tail: the same policy as inference.serve.tokenization (this
 # folder is self-contained: the python backend stub does not import our package).
 def clip_text(text: str, max_length: int) -> str:
     cap = max_length * 100  # a WordPiece token spans at most ~100 characters
