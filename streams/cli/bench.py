@@ -34,6 +34,7 @@ from typing import Any
 import click
 
 from streams.cli.errors import fail
+from streams.cli.model import language_option
 from streams.cli.replay import load_sample
 from streams.embedded.processes import stop_process
 from streams.settings import Settings, load_settings
@@ -427,3 +428,63 @@ def bench_pipeline_command(
 
 if __name__ == "__main__":
     bench_pipeline_command()
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks that print throughput numbers and ratios."""
+
+
+bench.add_command(bench_pipeline_command)
+
+
+@bench.command("inference")
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "triton"]),
+    default="local",
+    show_default=True,
+    help="triton: starts the bundled server (or uses MOODWIRE_TRITON_URL) and measures local beside it.",
+)
+@click.option("--batch-sizes", default="1,8,32,128", show_default=True)
+@click.option(
+    "--seconds", default=3.0, show_default=True, type=click.FloatRange(0.1), help="Time per measurement."
+)
+@click.option(
+    "--artifacts", type=click.Path(file_okay=False), help="Artefact root (default: the committed models)."
+)
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, file_okay=False),
+    help="Root of the pre-multi-task artefacts (sentiment/, topic/) to measure beside (local only).",
+)
+@language_option("Which model, on which texts: en (headlines, reviews) or zh (headlines, article leads).")
+@click.option("--json-out", type=click.Path(dir_okay=False), help="Also write results as JSON.")
+def bench_inference(
+    backend: str,
+    batch_sizes: str,
+    seconds: float,
+    artifacts: str | None,
+    baseline: str | None,
+    language: str,
+    json_out: str | None,
+) -> None:
+    """Texts/s and tokens/s per batch size on headline- and review-length texts."""
+    from inference.evaluation.bench import run_local_bench
+    from inference.serve.artifacts import ArtifactError
+
+    try:
+        sizes = [int(x) for x in batch_sizes.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--batch-sizes must be comma-separated integers, got {batch_sizes!r}")
+    if backend == "triton":
+        from streams.cli.triton import run_triton_bench
+
+        results = run_triton_bench(sizes, seconds, artifacts, language)
+    else:
+        try:
+            results = run_local_bench(sizes, seconds, artifacts, baseline, language)
+        except ArtifactError as exc:
+            fail(str(exc))
+    if json_out:
+        Path(json_out).write_text(json.dumps(results, indent=2))
