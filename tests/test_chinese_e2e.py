@@ -3,15 +3,20 @@ chDB, the web API and a signed webhook.
 
 Every Chinese string that goes in (text, title, source, entity) must come back unchanged, as the
 same UTF-8 bytes, from the stored rows, the API and the alert payload; a 1,350-character Chinese
-text comes back from the API cut at 1,000 characters, never inside one.  Chinese events are scored
-by the Chinese model (its version on the row), the others by the English one.  A negative surge on
-a Chinese entity fires an entity alert whose payload names it.
+text comes back from the API cut at 1,000 characters, never inside one.  Han-script events are
+scored by the Chinese model (its version on the row), the others by the English one, whatever
+their lang: the 320 hand-written texts of tests/routing_cases.jsonl (English; simplified,
+traditional, Cantonese and mixed Chinese; Japanese; Korean; others) land on the model their label
+names, exactly as ``moodwire classify`` routes them.  A negative surge on a Chinese entity fires an
+entity alert whose payload names it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -66,6 +71,25 @@ rules:
 """
 
 
+ROUTING_CASES = [
+    json.loads(line) for line in (Path(__file__).parent / "routing_cases.jsonl").open(encoding="utf-8")
+]
+
+
+def cli_versions(texts: list[str]) -> list[str]:
+    """The sentiment model version ``moodwire classify`` gives each text (language detected)."""
+    lines = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli.main", "classify", "--jsonl", "--no-text"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    return [json.loads(line)["model_versions"]["sentiment"] for line in done.stdout.splitlines()]
+
+
 def events(now_ms: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i in range(24):  # the surge
@@ -106,6 +130,8 @@ def events(now_ms: int) -> list[dict[str, Any]]:
         {"id": "en-1", "text": "Northwind Traders names a new chief financial officer", "lang": "en"},
         {"id": "zh-long", "text": "云帆科技股价大跌，投资者恐慌抛售。" * 80, "entities": [ENTITY]},
     ]
+    for n, case in enumerate(ROUTING_CASES):  # lang left to detection, as most producers do
+        out.append({"id": f"route-{n:03d}", "text": case["text"], "source": f"routing-{case['kind']}"})
     for e in out:
         e.setdefault("ts", now_ms)
         e.setdefault("kind", "news")
@@ -129,7 +155,7 @@ def wait_for(predicate: Any, timeout: float, what: str, worker: Worker) -> None:
 
 
 def test_chinese_strings_survive_every_door_byte_for_byte(tmp_path: Path) -> None:
-    from inference.serve.routing import LanguageRouter
+    from inference.serve.routing import LanguageRouter, route
     from inference.serve.runner import LocalRunner
     from inference.serve.triton_server import TritonServer, free_ports
 
@@ -212,7 +238,20 @@ def test_chinese_strings_survive_every_door_byte_for_byte(tmp_path: Path) -> Non
         assert text.encode("utf-8") == want["text"].encode("utf-8")
         assert (title or None) == want.get("title") and entities == want.get("entities", [])
         assert source == want.get("source", source)
-        chinese = lang == "zh" or lang.startswith("zh-")
-        assert version == (zh_version if chinese else en_version), (i, lang, version)
+        assert version == (zh_version if route(text) == "zh" else en_version), (i, lang, version)
+    # The labelled routing set: every Han-script Chinese text on the Chinese model, no English text
+    # there, whatever lang detection stored (wuu, yue, ja, ...), and the same route in the CLI.
+    want_model = {"zh": zh_version, "en": en_version}
+    routed = [stored[f"route-{n:03d}"] for n in range(len(ROUTING_CASES))]
+    wrong = [
+        (c["kind"], c["text"], r[5])
+        for c, r in zip(ROUTING_CASES, routed, strict=True)
+        if r[6] != want_model[c["expected"]]
+    ]
+    assert wrong == []
+    assert [r[6] for r in routed] == cli_versions([c["text"] for c in ROUTING_CASES])
+    detected = {r[5] for c, r in zip(ROUTING_CASES, routed, strict=True) if c["expected"] == "zh"}
+    assert detected - {"zh"}, "the set should hold Chinese that detection does not tag zh"
     assert stored["zh-given"][5] == "zh-cn" and stored["mixed-2"][5] == "en"
+    assert stored["mixed-1"][6] == zh_version  # "Nimbus Cloud 在华发布新版本…": mainly Han
     assert stored["zh-neg-00"][5] == "zh"  # detected

@@ -32,6 +32,11 @@ def parse_line(number: int, raw: str, jsonl: bool) -> dict[str, Any]:
     if "id" in obj:
         item["id"] = obj["id"]
     item["text"] = text
+    lang = obj.get("lang")
+    if lang is not None:
+        if not isinstance(lang, str) or not lang.strip():
+            return {"line": number, "error": '"lang" must be a non-empty string'}
+        item["lang"] = lang.strip().lower()
     return item
 
 

@@ -104,12 +104,12 @@ def triton_url(url: str | None = None) -> str:
     return url or os.environ.get(URL_ENV) or DEFAULT_URL
 
 
-def make_triton_runner(url: str | None = None) -> Any:
-    """A ready, contract-checked TritonRunner, or a one-line error and exit 1."""
+def make_triton_runner(url: str | None = None, language: str = "en") -> Any:
+    """A ready, contract-checked TritonRunner for ``language``'s model, or a one-line error and exit 1."""
     from inference.serve.triton_client import TritonError, TritonRunner
 
     try:
-        return TritonRunner(triton_url(url))
+        return TritonRunner(triton_url(url), language=language)
     except TritonError as exc:
         fail(f"{exc} (start one with `moodwire triton serve` or set {URL_ENV})")
 
