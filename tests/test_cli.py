@@ -160,7 +160,13 @@ def test_data_agreement_reports_kappa_per_task():
     r = run(["data", "agreement"])
     assert r.exit_code == 0, r.output
     rows = dict(line.split(": ", 1) for line in r.output.splitlines())
-    assert set(rows) == {"news sentiment", "news topic", "zh-news topic", "zh-news-train topic"}
+    assert set(rows) == {
+        "news sentiment",
+        "news topic",
+        "zh-news topic",
+        "zh-news-train topic",
+        "zh-short sentiment",
+    }
     for row in rows.values():
         fields = dict(x.split("=") for x in row.split())
         assert int(fields["n"]) > 0
@@ -196,3 +202,36 @@ def test_eval_on_the_validation_split(tmp_path):
     assert val["zh_news"]["topic"]["n"] == sizes["zh-news"] != len(corpus.domain("test", "zh-news"))
     # the model was chosen on these numbers (docs/models.md): it is far from chance on all three
     assert val["inews"]["sentiment"]["macro_f1"] > 0.6 and val["zh_news"]["topic"]["accuracy"] > 0.6
+
+
+def test_classify_routes_chinese_text_to_the_chinese_model_as_the_pipeline_does():
+    from inference.serve.artifacts import ARTIFACTS_DIR, load_artifact, model_name
+
+    zh, en = (load_artifact(ARTIFACTS_DIR, model_name(lang)).version for lang in ("zh", "en"))
+    r = run(
+        [
+            "classify",
+            "某银行因违规放贷被监管部门罚款三千万元",
+            "某銀行因違規放貸被監管部門罰款三千萬元",
+            "Bank fined for illegal lending",
+        ]
+    )
+    assert r.exit_code == 0, r.output
+    out = lines(r)
+    assert [o["model_versions"]["sentiment"] for o in out] == [zh, zh, en]
+    assert out[0]["lang"] == "zh" and out[2]["lang"] == "en"
+    assert out[0]["sentiment"] == "negative"  # a fine is bad news for the bank
+    stdin = "\n".join(
+        [
+            json.dumps({"text": "佢哋話間公司執咗笠", "lang": "yue"}, ensure_ascii=False),
+            json.dumps({"text": "Shares fall", "lang": "zh"}),
+            json.dumps({"text": "x", "lang": 3}),
+        ]
+    )
+    r = run(["classify", "--jsonl", "--no-text"], stdin=stdin)
+    out = lines(r)
+    assert [o.get("lang") for o in out[:2]] == ["yue", "zh"]  # the line's lang is kept as given
+    assert [o["model_versions"]["sentiment"] for o in out[:2]] == [zh, en]  # the script routes
+    assert out[2] == {"line": 3, "error": '"lang" must be a non-empty string'} and r.exit_code == 1
+    forced = lines(run(["classify", "--lang", "en", "某银行被罚款"]))
+    assert forced[0]["model_versions"]["sentiment"] == en and forced[0]["lang"] == "en"

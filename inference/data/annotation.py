@@ -4,7 +4,8 @@ The first pass labelled every text; a second annotator labelled a random
 sample of them blind: 300 English news texts (sentiment and topic,
 ``inference/data/news_labels_second.tsv``), 150 Chinese news titles (topic,
 ``zh_topic_labels_second.tsv``) and 150 of the Chinese training titles
-(``zh_topic_labels_train_second.tsv``).  Cohen's kappa per task says how far the
+(``zh_topic_labels_train_second.tsv``), and 300 Chinese short texts (sentiment,
+``zh_sentiment_second.tsv``).  Cohen's kappa per task says how far the
 labels are reproducible, so how far any score on them can be trusted.
 """
 
@@ -17,19 +18,22 @@ from pathlib import Path
 from inference.data.labels import (
     NEWS_LABELS,
     NEWS_SECOND_PASS,
+    ZH_SENTIMENT_LABELS,
+    ZH_SENTIMENT_SECOND_PASS,
     ZH_TOPIC_LABELS,
     ZH_TOPIC_SECOND_PASS,
     ZH_TOPIC_TRAIN_LABELS,
     ZH_TOPIC_TRAIN_SECOND_PASS,
     read_labels,
 )
-from inference.serve.contract import TASKS, TOPIC
+from inference.serve.contract import SENTIMENT, TASKS, TOPIC
 
 # label set -> (first pass, blind second pass, tasks labelled)
 LABEL_SETS = {
     "news": (NEWS_LABELS, NEWS_SECOND_PASS, TASKS),
     "zh-news": (ZH_TOPIC_LABELS, ZH_TOPIC_SECOND_PASS, (TOPIC,)),
     "zh-news-train": (ZH_TOPIC_TRAIN_LABELS, ZH_TOPIC_TRAIN_SECOND_PASS, (TOPIC,)),
+    "zh-short": (ZH_SENTIMENT_LABELS, ZH_SENTIMENT_SECOND_PASS, (SENTIMENT,)),
 }
 
 

@@ -44,6 +44,8 @@ from inference.data.datasets import (
 from inference.data.labels import NEWS_LABELS, LabelledText, read_labels
 from inference.data.wheels import PINNED, read_member
 from inference.data.zh_corpora import ZH_LOADERS, zh_sources
+from inference.data.zh_short import DOMAIN as ZH_SHORT
+from inference.data.zh_short import load_zh_short, zh_short_sources
 from inference.serve.contract import LABELS, SENTIMENT
 
 SPLITS = ("train", "val", "test")
@@ -186,7 +188,7 @@ LOADERS = {
 
 def load_corpus(domains: tuple[str, ...] = DOMAINS) -> Corpus:
 
-    loaders = {**LOADERS, **ZH_LOADERS}
+    loaders = {**LOADERS, **ZH_LOADERS, ZH_SHORT: load_zh_short}
     unknown = [name for name in domains if name not in loaders]
     if unknown:
         raise ValueError(f"unknown domain(s) {unknown}: expected some of {', '.join(loaders)}")
@@ -229,4 +231,6 @@ def load_corpus(domains: tuple[str, ...] = DOMAINS) -> Corpus:
     used_by = [{"news"}, {"news", "rt"}, {"news", "bbc"}, {"tweets"}, {"imdb"}, {"drugs"}]
     corpus.sources = [src for src, used in zip(corpus.sources, used_by, strict=True) if used & set(domains)]
     corpus.sources += zh_sources([name for name in domains if name in ZH_LOADERS])
+    if ZH_SHORT in domains:
+        corpus.sources += zh_short_sources()
     return corpus

@@ -22,6 +22,9 @@ ZH_TOPIC_TRAIN_LABELS = Path(__file__).resolve().parent / "zh_topic_labels_train
 ZH_TOPIC_TRAIN_SECOND_PASS = Path(__file__).resolve().parent / "zh_topic_labels_train_second.tsv"
 # Two blind readers over Chinese validation texts vs the data sets' labels (inference/data/reader_check.py)
 ZH_SENTIMENT_READER = Path(__file__).resolve().parent / "zh_sentiment_reader.tsv"
+# Chinese short texts (inference/data/zh_short.py): our sentiment labels, first and blind second pass
+ZH_SENTIMENT_LABELS = Path(__file__).resolve().parent / "zh_sentiment_labels.tsv"
+ZH_SENTIMENT_SECOND_PASS = Path(__file__).resolve().parent / "zh_sentiment_second.tsv"
 
 
 @dataclass(frozen=True)
