@@ -143,8 +143,8 @@ class Settings(BaseSettings):
     languages: str = Field(
         "en,zh",
         pattern=r"^ *en *(, *zh *)?$",
-        description="Models the worker routes to by event lang: 'en', or 'en,zh' (zh and zh-* to the "
-        "Chinese model, every other language to the English one).",
+        description="Models the worker routes to: 'en', or 'en,zh' (text written mainly in Han "
+        "characters to the Chinese model, whatever its lang; everything else to the English one).",
     )
     clickhouse_dsn: str | None = Field(
         None, description="chdb://<dir> (embedded) or http(s)://user:password@host:port/database."

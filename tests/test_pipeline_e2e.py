@@ -37,9 +37,13 @@ from pipeline_harness import (
 
 @pytest.fixture(scope="module")
 def local_runner():
+    """Both local models behind the router, as the worker builds them: Han-script text (one
+    sample text, whatever its lang) reads with the Chinese model."""
+    from inference.serve.artifacts import model_name
+    from inference.serve.routing import LanguageRouter
     from inference.serve.runner import LocalRunner
 
-    r = LocalRunner()
+    r = LanguageRouter({lang: LocalRunner(name=model_name(lang)) for lang in ("en", "zh")})
     yield r
     r.close()
 
