@@ -176,3 +176,20 @@ def test_a_chinese_pack_holds_chinese_sentiment_and_topic_data(tmp_path):
     assert int(unpack(arrays, "train")[0][0]) == 0 and arrays["train_ids"].dtype == np.int32
     with pytest.raises(ValueError, match="unknown language 'xx'"):
         TrainConfig(out_dir=str(tmp_path), language="xx")
+
+
+def test_freeze_stops_gradients_in_the_embeddings_and_the_lowest_layers(tmp_path):
+    from inference.train import multitask
+    from inference.train.training import DEFAULT_BASE_MODEL, freeze, resolve_base_model
+
+    model = multitask.build(resolve_base_model(DEFAULT_BASE_MODEL))
+    freeze(model, TrainConfig(out_dir=str(tmp_path), freeze_layers=2))
+    layers = model.encoder.encoder.layer
+
+    def trains(module):
+        return {p.requires_grad for p in module.parameters()}
+
+    assert trains(layers[0]) == trains(layers[1]) == {False}
+    assert trains(layers[2]) == trains(layers[-1]) == trains(model.heads) == {True}
+    assert trains(model.encoder.embeddings.word_embeddings) == {False}
+    assert trains(model.encoder.embeddings.position_embeddings) == {True}

@@ -137,14 +137,20 @@ def read_zh_short_labels() -> list[dict[str, str]]:
     return read_labels(ZH_SENTIMENT_LABELS, (SENTIMENT,))
 
 
+@cache
+def _labelled() -> tuple[list[dict[str, str]], dict[str, str]]:
+    """The label rows and their texts, rebuilt once per process (load and strata both need them)."""
+    rows = read_zh_short_labels()
+    return rows, texts_for(r["id"] for r in rows)
+
+
 def load_zh_short(val_frac: float = 0.1, seed: int = 13) -> dict[str, list[LabelledText]]:
     """train / val (a seeded share of train, for choices) / test, each text with its stratum as domain suffix.
 
     ``LabelledText.domain`` is ``zh-short``; the stratum of each text is in
     :func:`strata` (reports per slice read it from there).
     """
-    rows = read_zh_short_labels()
-    texts = texts_for(r["id"] for r in rows)
+    rows, texts = _labelled()
     train = sorted((r for r in rows if r["split"] == "train"), key=lambda r: r["id"])
     random.Random(seed).shuffle(train)
     val_ids = {r["id"] for r in train[: round(len(train) * val_frac)]}
@@ -157,8 +163,7 @@ def load_zh_short(val_frac: float = 0.1, seed: int = 13) -> dict[str, list[Label
 
 def strata() -> dict[str, str]:
     """text -> stratum for every labelled text (the test report's slices)."""
-    rows = read_zh_short_labels()
-    texts = texts_for(r["id"] for r in rows)
+    rows, texts = _labelled()
     return {texts[r["id"]]: r["stratum"] for r in rows}
 
 

@@ -69,9 +69,7 @@ def script_counts(text: str) -> dict[str, int]:
             counts["hiragana"] += 0x3041 <= cp <= 0x309F
         elif 0xAC00 <= cp <= 0xD7AF or 0x1100 <= cp <= 0x11FF or 0x3130 <= cp <= 0x318F:
             counts["hangul"] += 1
-        elif ch.isalpha() and not (
-            "LATIN" in unicodedata.name(ch, "") or "FULLWIDTH LATIN" in unicodedata.name(ch, "")
-        ):
+        elif ch.isalpha() and "LATIN" not in unicodedata.name(ch, ""):  # also FULLWIDTH LATIN
             counts["other"] += 1
     return counts
 

@@ -383,6 +383,16 @@ def step(loss: Any, params: list[Any], opt: Any, sched: Any) -> None:
     opt.zero_grad(set_to_none=True)
 
 
+def freeze(model: Any, cfg: TrainConfig) -> None:
+    """Stop gradients where training need not reach: word embeddings, the lowest ``freeze_layers`` layers."""
+    frozen = [model.encoder.encoder.layer[: cfg.freeze_layers]]
+    if cfg.freeze_embeddings:
+        frozen.append(model.encoder.embeddings.word_embeddings)
+    for module in frozen:
+        for p in module.parameters():
+            p.requires_grad = False
+
+
 def _device(cfg: TrainConfig) -> str:
     import torch
 
@@ -427,12 +437,7 @@ def train(cfg: TrainConfig, arrays: dict[str, np.ndarray], console: Any = None) 
     # inference.train.from_artifact) trains on with its own heads; any other base gets fresh ones.
     saved = (Path(base) / multitask.META_FILE).is_file()
     model = (multitask.load(Path(base)).train() if saved else multitask.build(base)).to(device)
-    if cfg.freeze_embeddings:
-        for p in model.encoder.embeddings.word_embeddings.parameters():
-            p.requires_grad = False
-    for layer in model.encoder.encoder.layer[: cfg.freeze_layers]:
-        for p in layer.parameters():
-            p.requires_grad = False
+    freeze(model, cfg)
 
     train_ids = unpack(arrays, "train")
     val_ids = unpack(arrays, "val")
